@@ -1,0 +1,1 @@
+"""Loupe's JSON API: FastAPI routes mounted before the Gradio pages."""

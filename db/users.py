@@ -1,0 +1,91 @@
+"""Named commands and queries on user accounts; passwords are stored as salted scrypt hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from db.engine import Database
+from db.schema import User
+
+ROLES = ("expert", "admin")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class UserError(ValueError):
+    """A user command that cannot be carried out, with a sentence saying why."""
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user without the password hash."""
+
+    id: int
+    name: str
+    role: str
+    disabled: bool
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash in the form scrypt$n$r$p$salt$digest."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${encoded[0]}${encoded[1]}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """True when password hashes to the stored scrypt hash."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(candidate, base64.b64decode(digest))
+
+
+def add_user(database: Database, name: str, role: str, password: str) -> UserRow:
+    """Create an account; the name must be new and the role known."""
+    name = name.strip()
+    if not name:
+        raise UserError("a user needs a name")
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    with database.write() as session:
+        if session.scalar(select(User).where(User.name == name)) is not None:
+            raise UserError(f"a user called {name!r} exists already")
+        user = User(name=name, role=role, password_hash=hash_password(password))
+        session.add(user)
+        session.flush()
+        return UserRow(user.id, user.name, user.role, user.disabled)
+
+
+def authenticate(database: Database, name: str, password: str) -> UserRow | None:
+    """The enabled user with this name and password, else None."""
+    with database.read() as session:
+        user = session.scalar(select(User).where(User.name == name))
+    if user is None or user.disabled or not password_matches(password, user.password_hash):
+        return None
+    return UserRow(user.id, user.name, user.role, user.disabled)
+
+
+def get_user(database: Database, name: str) -> UserRow | None:
+    """The user called name, or None."""
+    with database.read() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        return UserRow(user.id, user.name, user.role, user.disabled) if user else None
+
+
+def list_users(database: Database) -> list[UserRow]:
+    """Every user, by name."""
+    with database.read() as session:
+        return [UserRow(u.id, u.name, u.role, u.disabled) for u in session.scalars(select(User).order_by(User.name))]

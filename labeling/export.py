@@ -1,0 +1,56 @@
+"""Exporting the cleaned dataset: active, labeled images with their current labels."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from context import Context
+from db import images as image_db
+from labeling.ingest import ProgressFn
+
+FORMATS = ("folders", "csv")
+
+
+class ExportError(ValueError):
+    """An export that cannot start, with a sentence saying why."""
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """Where the export went and how many images it holds."""
+
+    destination: Path
+    images: int
+
+
+def export_dataset(context: Context, destination: Path, fmt: str, progress: ProgressFn | None = None) -> ExportSummary:
+    """Write DEST/{train,valid}/<label>/ files, or DEST/cleaned.csv with DEST/images/."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    destination = Path(destination)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise ExportError(f"{destination} exists and is not an empty folder; choose a new one")
+    rows = list(image_db.iter_active_labeled(context.database))
+    destination.mkdir(parents=True, exist_ok=True)
+    csv_rows = []
+    for done, row in enumerate(rows, start=1):
+        source = context.store.absolute(row.stored_path)
+        filename = Path(row.stored_path).name
+        if fmt == "folders":
+            relative = Path(row.split) / row.label / filename
+        else:
+            relative = Path("images") / filename
+            csv_rows.append([relative.as_posix(), row.label, row.split == "valid", row.original_name, row.source])
+        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination / relative)
+        if progress:
+            progress(done, len(rows))
+    if fmt == "csv":
+        with open(destination / "cleaned.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["name", "label", "is_valid", "original_name", "source"])
+            writer.writerows(csv_rows)
+    return ExportSummary(destination, len(rows))

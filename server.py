@@ -1,0 +1,229 @@
+"""Loupe: the web app (FastAPI + Gradio) and the command line. Run `python server.py --help`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+# Gradio looks up its analytics hosts in the background unless told not to; Loupe runs offline.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from context import Context  # noqa: E402
+from settings import Settings  # noqa: E402
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def build_app(context: Context):
+    """The FastAPI app: REST routes first, then /review (login), then the public page at /."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from api.routes import build_router
+    from ui.auth import make_login_check
+    from ui.predict_page import build_predict_page
+    from ui.review_page import build_review_page
+
+    app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.")
+    app.include_router(build_router(context))
+    app = gr.mount_gradio_app(app, build_review_page(context), path="/review", auth=make_login_check(context))
+    app = gr.mount_gradio_app(app, build_predict_page(context), path="/")
+    return app
+
+
+class CliProgress:
+    """A tqdm bar fed by (done, total) calls, as import and export report them."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="img", file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        """Finish the bar's line."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(summary) -> None:
+    print(summary.as_text())
+
+
+def cmd_serve(context: Context, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from db.users import list_users
+
+    if not any(u.role == "admin" for u in list_users(context.database)):
+        print(
+            "No admin account yet. Create one (in another terminal) to use /review:\n"
+            "  .venv/bin/python server.py user add NAME --role admin",
+            file=sys.stderr,
+        )
+    print(f"Loupe serving on http://{args.host}:{args.port}  (Predict at /, Review and Admin at /review)")
+    uvicorn.run(build_app(context), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_demo(context: Context, args: argparse.Namespace) -> int:
+    from db.images import count_images
+    from labeling.demo import import_demo
+
+    if args.if_empty and count_images(context.database) > 0:
+        print("The database already holds images; demo import skipped.")
+        return 0
+    progress = CliProgress("demo digits")
+    summary = import_demo(context, progress)
+    progress.close()
+    _print_summary(summary)
+    return 0
+
+
+def cmd_import(context: Context, args: argparse.Namespace) -> int:
+    from labeling.ingest import import_paths
+
+    progress = CliProgress("import")
+    summary = import_paths(context, args.paths, label=args.label, progress=progress)
+    progress.close()
+    _print_summary(summary)
+    return 0
+
+
+def cmd_import_urls(context: Context, args: argparse.Namespace) -> int:
+    from labeling.urls import import_url_lists
+
+    progress = CliProgress("download")
+    summary = import_url_lists(
+        context, args.files, workers=args.workers, timeout_s=args.timeout, retries=args.retries, progress=progress
+    )
+    progress.close()
+    _print_summary(summary)
+    return 0
+
+
+def cmd_user_add(context: Context, args: argparse.Namespace) -> int:
+    from db.users import UserError, add_user
+
+    password = os.environ.get("LOUPE_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            print("error: set LOUPE_PASSWORD or run in a terminal to type the password", file=sys.stderr)
+            return 2
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if password != getpass.getpass("Again: "):
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    try:
+        user = add_user(context.database, args.name, args.role, password)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"user {user.name} added with role {user.role}")
+    return 0
+
+
+def cmd_export(context: Context, args: argparse.Namespace) -> int:
+    from labeling.export import ExportError, export_dataset
+
+    progress = CliProgress("export")
+    try:
+        summary = export_dataset(context, args.dest, args.format, progress)
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
+    print(f"exported {summary.images} images to {summary.destination}")
+    return 0
+
+
+def cmd_stats(context: Context, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from db.stats import dataset_stats
+
+    stats = dataset_stats(context.database)
+    if args.json:
+        print(json.dumps(asdict(stats)))
+        return 0
+    print(f"images: {stats.total} ({stats.active} active, {stats.deleted} deleted, {stats.unlabeled} unlabeled)")
+    print(f"split: {stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid")
+    print(f"rejected at import: {stats.rejected}")
+    for label, per_split in stats.by_label.items():
+        print(f"  {label}: {per_split.get('train', 0)} train, {per_split.get('valid', 0)} valid")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job, each with --help."""
+    parser = argparse.ArgumentParser(prog="server.py", description="Loupe image labeling and retraining server.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the web app (the default command)")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.set_defaults(handler=cmd_serve)
+
+    demo = commands.add_parser("demo", help="import the handwritten-digits demo (10%% labels flipped)")
+    demo.add_argument("--if-empty", action="store_true", help="only when the database holds no image")
+    demo.set_defaults(handler=cmd_demo)
+
+    imp = commands.add_parser("import", help="import folders (class sub-folders = labels), zips or image files")
+    imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    imp.add_argument("--label", help="label for images that are not inside a class folder")
+    imp.set_defaults(handler=cmd_import)
+
+    urls = commands.add_parser("import-urls", help="download URL lists, one file per class (file name = class)")
+    urls.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    urls.add_argument("--workers", type=int, help="parallel downloads; 0 = one at a time with full error text")
+    urls.add_argument("--timeout", type=float, help="seconds to wait for a server (default 10)")
+    urls.add_argument("--retries", type=int, help="extra tries after a timeout or server error (default 2)")
+    urls.set_defaults(handler=cmd_import_urls)
+
+    user = commands.add_parser("user", help="manage accounts")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    user_add = user_commands.add_parser(
+        "add", help="add an account; the password comes from LOUPE_PASSWORD or a prompt"
+    )
+    user_add.add_argument("name")
+    user_add.add_argument("--role", choices=["expert", "admin"], required=True)
+    user_add.set_defaults(handler=cmd_user_add)
+
+    export = commands.add_parser("export", help="write the cleaned dataset (active images, current labels)")
+    export.add_argument("dest", type=Path, metavar="DEST")
+    export.add_argument("--format", choices=["folders", "csv"], default="folders")
+    export.set_defaults(handler=cmd_export)
+
+    stats = commands.add_parser("stats", help="print dataset counts")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen command (serve when none is given)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    context = Context.open(Settings.from_env())
+    try:
+        return args.handler(context, args)
+    finally:
+        context.database.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

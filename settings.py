@@ -1,0 +1,54 @@
+"""Loupe's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int_env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float_env(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can tune; see the README's Configuration table."""
+
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    database_url: str | None = None
+    valid_pct: float = 0.2
+    split_seed: int = 42
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_zip_bytes: int = 2 * 1024 * 1024 * 1024
+    thumbnail_px: int = 160
+    url_timeout_s: float = 10.0
+    url_retries: int = 2
+    url_workers: int = 8
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build settings from LOUPE_* variables and DATABASE_URL."""
+        return cls(
+            data_dir=Path(os.environ.get("LOUPE_DATA_DIR", "data")),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            valid_pct=_float_env("LOUPE_VALID_PCT", 0.2),
+            split_seed=_int_env("LOUPE_SPLIT_SEED", 42),
+            max_image_bytes=_int_env("LOUPE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+            max_image_pixels=_int_env("LOUPE_MAX_IMAGE_PIXELS", 40_000_000),
+            url_timeout_s=_float_env("LOUPE_URL_TIMEOUT_S", 10.0),
+            url_retries=_int_env("LOUPE_URL_RETRIES", 2),
+            url_workers=_int_env("LOUPE_URL_WORKERS", 8),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or a SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'loupe.db').resolve()}"

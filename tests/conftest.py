@@ -1,0 +1,155 @@
+"""Shared fixtures: a real database per test (SQLite, and PostgreSQL when configured),
+image makers, a live server on a free loopback port, and Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, text
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from context import Context  # noqa: E402
+from settings import Settings  # noqa: E402
+
+POSTGRES_URL = os.environ.get("LOUPE_TEST_POSTGRES_URL")
+DATABASES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    """A fresh database: a SQLite file in tmp_path, or a new schema in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'loupe.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("LOUPE_TEST_POSTGRES_URL is not set")
+    schema = f"loupe_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def open_context(data_dir: Path, database_url: str, **overrides) -> Context:
+    """A Context on data_dir and database_url with settings overridden as given."""
+    return Context.open(Settings(data_dir=data_dir, database_url=database_url, **overrides))
+
+
+@pytest.fixture
+def context(tmp_path, database_url):
+    """An opened Loupe instance on a real database and a temporary data directory."""
+    opened = open_context(tmp_path / "data", database_url)
+    yield opened
+    opened.database.dispose()
+
+
+def image_bytes(fmt: str = "PNG", size=(32, 24), color=(200, 30, 30), mode="RGB") -> bytes:
+    """A small real image encoded in fmt."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def distinct_images(count: int, fmt: str = "PNG", size=(32, 24)) -> list[bytes]:
+    """count images with different contents (so different hashes)."""
+    return [image_bytes(fmt, size, ((i * 37) % 256, (i * 91) % 256, (i * 13 + 7) % 256)) for i in range(count)]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """The real FastAPI + Gradio app served by uvicorn on a loopback port in a thread."""
+
+    def __init__(self, context: Context):
+        import uvicorn
+
+        from server import build_app
+
+        self.context = context
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            build_app(context), host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the live server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+ADMIN = ("alice", "alice-password")
+EXPERT = ("bob", "bob-password")
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A running app on a SQLite file with an admin (alice) and an expert (bob)."""
+    from db.users import add_user
+
+    opened = open_context(tmp_path / "data", f"sqlite:///{tmp_path / 'loupe.db'}")
+    add_user(opened.database, ADMIN[0], "admin", ADMIN[1])
+    add_user(opened.database, EXPERT[0], "expert", EXPERT[1])
+    with LiveServer(opened) as server:
+        yield server
+    opened.database.dispose()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab (own cookies) that closes after the test."""
+    browser_context = browser.new_context()
+    tab = browser_context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    browser_context.close()

@@ -1,0 +1,58 @@
+"""The real app on a loopback port: routes, the login wall and role checks in handlers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import ADMIN, EXPERT, distinct_images
+from gradio_client import Client, handle_file
+
+from db import images as image_db
+
+
+def test_health_reports_status_and_counts(live_server):
+    response = httpx.get(f"{live_server.url}/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["model_version"] is None
+    assert body["counts"]["total"] == 0
+    assert "/api/health" in httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
+
+
+def test_public_page_says_there_is_no_model_yet(live_server):
+    config = httpx.get(f"{live_server.url}/config").json()
+    assert "No model has been trained yet" in str(config)
+
+
+def test_review_needs_a_login(live_server):
+    assert httpx.get(f"{live_server.url}/review/config").status_code == 401
+    assert httpx.get(f"{live_server.url}/review/gradio_api/info").status_code == 401
+    with pytest.raises(ValueError, match="credentials were not provided"):
+        Client(f"{live_server.url}/review/", verbose=False)
+    with pytest.raises(ValueError, match="Could not login"):
+        Client(f"{live_server.url}/review/", auth=(ADMIN[0], "wrong password"), verbose=False)
+
+
+def test_admin_uploads_through_the_gradio_api(live_server, tmp_path):
+    paths = []
+    for i, data in enumerate(distinct_images(2)):
+        paths.append(tmp_path / f"up{i}.png")
+        paths[-1].write_bytes(data)
+    (tmp_path / "bad.jpg").write_bytes(b"<html>not an image</html>")
+    client = Client(f"{live_server.url}/review/", auth=ADMIN, verbose=False)
+    result = client.predict(
+        [handle_file(str(p)) for p in [*paths, tmp_path / "bad.jpg"]], "cat", api_name="/admin_upload"
+    )
+    assert "added **2**" in result[0] and "rejected **1**" in result[0]
+    assert image_db.count_images(live_server.context.database) == 2
+    assert {r.label for r in image_db.iter_active_labeled(live_server.context.database)} == {"cat"}
+
+
+def test_expert_cannot_call_admin_handlers(live_server, tmp_path):
+    (tmp_path / "x.png").write_bytes(distinct_images(1)[0])
+    client = Client(f"{live_server.url}/review/", auth=EXPERT, verbose=False)
+    with pytest.raises(Exception, match="admin role"):
+        client.predict([handle_file(str(tmp_path / "x.png"))], "cat", api_name="/admin_upload")
+    with pytest.raises(Exception, match="admin role"):
+        client.predict(api_name="/admin_stats")
+    assert image_db.count_images(live_server.context.database) == 0

@@ -1,0 +1,74 @@
+"""UI flows in Debian's Chromium, as a person would click them."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+from conftest import ADMIN, EXPERT, distinct_images
+from playwright.sync_api import expect
+
+from db import images as image_db
+
+
+def log_in(page, base_url: str, user: tuple[str, str]) -> None:
+    page.goto(f"{base_url}/review/")
+    page.get_by_label("username").fill(user[0])
+    page.get_by_label("password").fill(user[1])
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text(f"Logged in as {user[0]}").wait_for()
+
+
+def block_the_internet(page, attempts: list[str]) -> None:
+    """Record and refuse any request that leaves the loopback server."""
+
+    def route(route):
+        url = route.request.url
+        if re.match(r"^(https?|wss?)://127\.0\.0\.1[:/]", url) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            attempts.append(url)
+            route.abort()
+
+    page.route("**/*", route)
+
+
+def test_admin_logs_in_and_imports_an_upload(live_server, page, tmp_path):
+    attempts: list[str] = []
+    block_the_internet(page, attempts)
+    images = distinct_images(4)
+    (tmp_path / "single.png").write_bytes(images[0])
+    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as archive:
+        archive.writestr("cat/a.png", images[1])
+        archive.writestr("dog/b.png", images[2])
+        archive.writestr("../evil.png", images[3])
+
+    log_in(page, live_server.url, ADMIN)
+    page.get_by_role("tab", name="Admin").click()
+    page.get_by_text("0 images").wait_for()
+    page.locator("#admin-files input[type=file]").set_input_files(
+        [str(tmp_path / "single.png"), str(tmp_path / "pets.zip")]
+    )
+    page.get_by_label("Label for images without a class folder (optional)").fill("bird")
+    page.locator("#admin-import").click()
+    page.get_by_text("Import finished: added 3, duplicates 0, rejected 1.").wait_for()
+    page.get_by_text("3 images: 3 active").wait_for()
+    expect(page.get_by_role("grid", name="Rejected items")).to_contain_text("pets.zip:../evil.png")
+
+    labels = sorted(r.label for r in image_db.iter_active_labeled(live_server.context.database))
+    assert labels == ["bird", "cat", "dog"]
+    assert attempts == []
+
+
+def test_expert_does_not_see_the_admin_tab(live_server, page):
+    log_in(page, live_server.url, EXPERT)
+    page.get_by_role("tab", name="Review").wait_for()
+    assert page.get_by_role("tab", name="Admin").count() == 0
+
+
+def test_public_predict_page_loads_offline(live_server, page):
+    attempts: list[str] = []
+    block_the_internet(page, attempts)
+    page.goto(live_server.url + "/")
+    page.get_by_text("No model has been trained yet").wait_for()
+    assert attempts == []

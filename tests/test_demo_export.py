@@ -1,0 +1,69 @@
+"""The demo digits and the cleaned-dataset export."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from conftest import distinct_images
+
+from db import images as image_db
+from db.stats import dataset_stats
+from labeling.demo import import_demo, read_flipped
+from labeling.export import ExportError, export_dataset
+from labeling.ingest import import_paths
+
+
+def test_demo_imports_the_digits_with_ten_percent_flipped(context):
+    seen = []
+    summary = import_demo(context, progress=lambda done, total: seen.append((done, total)))
+    assert summary.added + summary.duplicates == 1797 and summary.rejected == []
+    assert seen[-1] == (1797, 1797)
+    stats = dataset_stats(context.database)
+    assert sorted(stats.by_label) == [str(d) for d in range(10)]
+    flipped = read_flipped(context.settings.data_dir)
+    assert len(flipped) == 180
+    assert all(true != given for true, given in flipped.values())
+    some_hash, (_, given) = next(iter(flipped.items()))
+    assert image_db.find_by_hash(context.database, some_hash).label == given
+    assert 0.15 < stats.by_split["valid"] / stats.active < 0.25
+
+
+@pytest.fixture
+def small_dataset(context, tmp_path):
+    images = distinct_images(6)
+    for i, data in enumerate(images):
+        folder = tmp_path / "in" / ("cat" if i < 4 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.png").write_bytes(data)
+    (tmp_path / "in" / "unlabeled.png").write_bytes(distinct_images(7)[6])
+    import_paths(context, [tmp_path / "in"])
+    deleted = image_db.find_by_hash(context.database, next(image_db.iter_active_labeled(context.database)).content_hash)
+    image_db.set_status(context.database, deleted.id, "deleted")
+    return deleted
+
+
+def test_export_folders_holds_active_labeled_images_by_split(context, tmp_path, small_dataset):
+    summary = export_dataset(context, tmp_path / "out", "folders")
+    files = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert summary.images == 5 == len(files)
+    assert all(f.split("/")[0] in ("train", "valid") and f.split("/")[1] in ("cat", "dog") for f in files)
+    assert not any(small_dataset.content_hash in f for f in files)
+
+
+def test_export_csv_is_like_fastais_cleaned_csv(context, tmp_path, small_dataset):
+    export_dataset(context, tmp_path / "out", "csv")
+    with open(tmp_path / "out" / "cleaned.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5
+    assert {r["label"] for r in rows} == {"cat", "dog"}
+    assert all((tmp_path / "out" / r["name"]).is_file() for r in rows)
+    assert {r["is_valid"] for r in rows} <= {"True", "False"}
+
+
+def test_export_refuses_a_non_empty_destination(context, tmp_path, small_dataset):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        export_dataset(context, tmp_path / "out", "folders")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]

@@ -1,0 +1,115 @@
+"""URL-list imports against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import distinct_images
+
+from db import images as image_db
+from db.imports import list_rejections
+from labeling.imagecheck import RejectReason
+from labeling.urls import import_url_lists, read_url_list
+
+IMAGES = distinct_images(4)
+
+
+class ImageSite(BaseHTTPRequestHandler):
+    """Serves good images, a 404, a slow page, HTML posing as a JPEG and a flaky 500."""
+
+    hits: dict[str, int] = {}
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        ImageSite.hits[self.path] = ImageSite.hits.get(self.path, 0) + 1
+        if self.path.startswith("/img/"):
+            self._send(200, "image/png", IMAGES[int(self.path.split("/")[-1].split(".")[0])])
+        elif self.path == "/slow.jpg":
+            time.sleep(2)
+            self._send(200, "image/jpeg", IMAGES[0])
+        elif self.path == "/fake.jpg":
+            self._send(200, "image/jpeg", b"<!doctype html><html><body>Sign in to continue</body></html>")
+        elif self.path == "/flaky.png":
+            if ImageSite.hits[self.path] == 1:
+                self._send(503, "text/plain", b"try again")
+            else:
+                self._send(200, "image/png", IMAGES[3])
+        else:
+            self._send(404, "text/plain", b"no such thing")
+
+    def _send(self, status: int, content_type: str, body: bytes):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def site():
+    ImageSite.hits = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ImageSite)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def write_lists(tmp_path, site):
+    cats = tmp_path / "cat.txt"
+    cats.write_text(f"{site}/img/0.png\n{site}/img/1.png\n\n# a comment\n{site}/missing.png\n{site}/fake.jpg\n")
+    dogs = tmp_path / "dog.csv"
+    dogs.write_text(f"url,note\n{site}/img/2.png,good\n{site}/slow.jpg,slow\n{site}/flaky.png,flaky\nftp://x/y.png,\n")
+    return [cats, dogs]
+
+
+@pytest.mark.parametrize("workers", [0, 4])
+def test_url_lists_import_with_failures_recorded(context, tmp_path, site, workers):
+    summary = import_url_lists(context, write_lists(tmp_path, site), workers=workers, timeout_s=0.5, retries=1)
+    assert summary.added == 4
+    reasons = {r.item.removeprefix(site): r.reason for r in summary.rejected}
+    assert reasons == {
+        "/missing.png": RejectReason.DOWNLOAD_FAILED,
+        "/fake.jpg": RejectReason.NOT_AN_IMAGE,
+        "/slow.jpg": RejectReason.DOWNLOAD_FAILED,
+        "ftp://x/y.png": RejectReason.DOWNLOAD_FAILED,
+    }
+    details = {r.item.removeprefix(site): r.detail for r in list_rejections(context.database, summary.batch_id)}
+    assert "404" in details["/missing.png"]
+    assert "0.5 s" in details["/slow.jpg"] and "2 tries" in details["/slow.jpg"]
+    assert ImageSite.hits["/flaky.png"] == 2  # the 503 was retried
+    assert ImageSite.hits["/missing.png"] == 1  # a 404 is not
+    by_source = {r.source: r.label for r in image_db.iter_active_labeled(context.database)}
+    assert by_source == {
+        f"{site}/img/0.png": "cat",
+        f"{site}/img/1.png": "cat",
+        f"{site}/img/2.png": "dog",
+        f"{site}/flaky.png": "dog",
+    }
+
+
+def test_byte_cap_stops_a_large_download(tmp_path, site, database_url):
+    from conftest import open_context
+
+    context = open_context(tmp_path / "data", database_url, max_image_bytes=50)
+    (tmp_path / "cat.txt").write_text(f"{site}/img/0.png\n")
+    summary = import_url_lists(context, [tmp_path / "cat.txt"], workers=2, timeout_s=2, retries=0)
+    assert [r.reason for r in summary.rejected] == [RejectReason.TOO_LARGE]
+    assert image_db.count_images(context.database) == 0
+    context.database.dispose()
+
+
+def test_missing_list_file_is_recorded(context, tmp_path):
+    summary = import_url_lists(context, [tmp_path / "nope.txt"], workers=1)
+    assert summary.added == 0 and [r.reason for r in summary.rejected] == [RejectReason.DOWNLOAD_FAILED]
+
+
+def test_read_url_list_takes_plain_and_csv(tmp_path):
+    listing = tmp_path / "x.csv"
+    listing.write_text("url,title\nhttps://a/1.jpg,one\n\n# skipped\nhttps://a/2.jpg\nid7,https://a/3.jpg\n")
+    assert read_url_list(listing) == ["https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg"]

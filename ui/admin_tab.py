@@ -1,0 +1,103 @@
+"""The Admin tab: dataset statistics and uploads. Every handler checks the admin role."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from context import Context
+from db.imports import list_rejections
+from db.stats import dataset_stats
+from labeling.ingest import import_paths
+from ui.auth import require_role_in_handler
+
+STATS_COLUMNS = ["label", "train", "valid", "total"]
+REJECTION_COLUMNS = ["item", "reason", "detail"]
+
+
+def stats_summary_markdown(context: Context) -> str:
+    """The headline counts as a short Markdown paragraph."""
+    stats = dataset_stats(context.database)
+    return (
+        f"**{stats.total}** images: **{stats.active}** active "
+        f"({stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid), "
+        f"**{stats.unlabeled}** unlabeled, **{stats.deleted}** deleted, "
+        f"**{stats.rejected}** rejected at import."
+    )
+
+
+def stats_table(context: Context) -> pd.DataFrame:
+    """Images per label and split, one row per label."""
+    stats = dataset_stats(context.database)
+    rows = [
+        [label, counts.get("train", 0), counts.get("valid", 0), counts.get("train", 0) + counts.get("valid", 0)]
+        for label, counts in stats.by_label.items()
+    ]
+    return pd.DataFrame(rows, columns=STATS_COLUMNS)
+
+
+def rejections_table(context: Context, batch_id: int | None = None) -> pd.DataFrame:
+    """The latest import rejections with their reasons."""
+    rows = [[r.item, r.reason, r.detail] for r in list_rejections(context.database, batch_id, limit=200)]
+    return pd.DataFrame(rows, columns=REJECTION_COLUMNS)
+
+
+def make_handlers(context: Context):
+    """The Admin tab's handlers, bound to this Loupe instance."""
+
+    def refresh(request: gr.Request):
+        require_role_in_handler(context, request, "admin")
+        return stats_summary_markdown(context), stats_table(context), rejections_table(context)
+
+    def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()):
+        user = require_role_in_handler(context, request, "admin")
+        if not files:
+            raise gr.Error("Choose one or more images or a zip first.")
+        summary = import_paths(
+            context,
+            files,
+            kind="upload",
+            label=label.strip() or None,
+            progress=lambda done, total: progress((done, total), desc="Importing", unit="images"),
+            user_name=user.name,
+        )
+        if summary.rejected:
+            gr.Warning(f"{len(summary.rejected)} item(s) were rejected; see the table below.")
+        result = (
+            f"Import finished: added **{summary.added}**, duplicates **{summary.duplicates}**, "
+            f"rejected **{len(summary.rejected)}**."
+        )
+        return (
+            result,
+            None,
+            stats_summary_markdown(context),
+            stats_table(context),
+            rejections_table(context, summary.batch_id),
+        )
+
+    return refresh, upload
+
+
+def build_admin_tab(context: Context) -> gr.Tab:
+    """The Admin tab's components and wiring; call inside a gr.Blocks."""
+    refresh, upload = make_handlers(context)
+    with gr.Tab("Admin", id="admin", visible=False) as tab:
+        gr.Markdown("## Dataset")
+        summary = gr.Markdown(elem_id="admin-stats-summary")
+        per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
+        refresh_button = gr.Button("Refresh", size="sm")
+        gr.Markdown("## Upload images")
+        files = gr.File(
+            label="Images or a .zip (class folders inside become labels)", file_count="multiple", elem_id="admin-files"
+        )
+        label = gr.Textbox(label="Label for images without a class folder (optional)", max_lines=1)
+        upload_button = gr.Button("Import", variant="primary", elem_id="admin-import")
+        result = gr.Markdown(elem_id="admin-import-result")
+        rejections = gr.Dataframe(headers=REJECTION_COLUMNS, label="Rejected items", interactive=False)
+
+    refresh_button.click(refresh, outputs=[summary, per_label, rejections], api_name="admin_stats")
+    upload_button.click(
+        upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"
+    )
+    tab.select(refresh, outputs=[summary, per_label, rejections], api_visibility="private")
+    return tab

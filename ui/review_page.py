@@ -1,0 +1,35 @@
+"""The login-protected page at /review: the Review tab and, for admins, the Admin tab."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from context import Context
+from db.users import get_user
+from ui.admin_tab import build_admin_tab
+
+REVIEW_PLACEHOLDER = (
+    "The review queue appears here once a model has scored the images (the review-queue issue builds it)."
+)
+
+
+def build_review_page(context: Context) -> gr.Blocks:
+    """The Blocks mounted at /review behind the login form."""
+
+    def on_load(request: gr.Request):
+        user = get_user(context.database, request.username) if request.username else None
+        is_admin = bool(user and user.role == "admin" and not user.disabled)
+        greeting = (
+            f"Logged in as **{request.username}** ({user.role if user else 'unknown'}) · [log out](/review/logout)"
+        )
+        return greeting, gr.Tab(visible=is_admin)
+
+    with gr.Blocks(title="Loupe — Review") as page:
+        gr.Markdown("# Loupe")
+        who = gr.Markdown(elem_id="who")
+        with gr.Tabs():
+            with gr.Tab("Review", id="review"):
+                gr.Markdown(REVIEW_PLACEHOLDER)
+            admin = build_admin_tab(context)
+        page.load(on_load, outputs=[who, admin])
+    return page
