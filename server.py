@@ -22,18 +22,33 @@ DEFAULT_PORT = 7860
 
 def build_app(context: Context):
     """The FastAPI app: REST routes first, then /review (login), then the public page at /."""
+    from contextlib import asynccontextmanager
+
     import gradio as gr
     from fastapi import FastAPI
 
     from api.routes import build_router
+    from models.serving import Serving
     from ui.auth import make_login_check
     from ui.predict_page import build_predict_page
     from ui.review_page import build_review_page
 
-    app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.")
-    app.include_router(build_router(context))
-    app = gr.mount_gradio_app(app, build_review_page(context), path="/review", auth=make_login_check(context))
-    app = gr.mount_gradio_app(app, build_predict_page(context), path="/")
+    serving = Serving(context, threads=context.settings.predict_threads)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        serving.start()
+        yield
+        serving.stop()
+
+    app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.", lifespan=lifespan)
+    app.state.serving = serving
+    app.include_router(build_router(context, serving))
+    max_file_size = context.settings.max_image_bytes
+    app = gr.mount_gradio_app(
+        app, build_review_page(context), path="/review", auth=make_login_check(context), max_file_size=max_file_size
+    )
+    app = gr.mount_gradio_app(app, build_predict_page(serving), path="/", max_file_size=max_file_size)
     return app
 
 
@@ -166,6 +181,107 @@ def cmd_stats(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+class TrainingBar:
+    """A tqdm bar over all batches of a run, fed from the progress the worker writes to the database."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, run) -> None:
+        from tqdm import tqdm
+
+        progress = run.progress if run else {}
+        if not progress.get("n_batches") or progress.get("phase") == "lr_find":
+            return
+        params = run.params
+        per_epoch = progress["n_batches"]
+        if self.bar is None:
+            total = (int(params["freeze_epochs"]) + int(params["epochs"])) * per_epoch
+            self.bar = tqdm(total=total, desc=f"training run {run.id}", unit="batch", file=sys.stderr)
+        done_epochs = len(progress.get("history", []))
+        position = done_epochs * per_epoch + (progress.get("batch") or 0)
+        loss = progress.get("train_loss")
+        self.bar.set_postfix_str(f"{progress.get('phase')} loss {loss:.3f}" if loss is not None else "")
+        self.bar.update(max(0, min(position, self.bar.total) - self.bar.n))
+
+    def close(self) -> None:
+        """Finish the bar's line."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(context: Context, args: argparse.Namespace) -> int:
+    from db.runs import request_cancel
+    from models.backbones import BackboneError
+    from training.launcher import TrainingBusy, queue_run, spawn_worker, wait_for_worker
+
+    try:
+        run_id = queue_run(
+            context,
+            args.arch,
+            size=args.size,
+            epochs=args.epochs,
+            freeze_epochs=args.freeze_epochs,
+            lr=args.lr,
+            find_lr=args.find_lr,
+            batch_size=args.batch_size,
+            weights=args.weights,
+            promote=not args.no_promote,
+        )
+    except (TrainingBusy, BackboneError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    process = spawn_worker(context, run_id)
+    bar = TrainingBar()
+    try:
+        run = wait_for_worker(context, run_id, process, on_progress=bar)
+    except KeyboardInterrupt:
+        request_cancel(context.database, run_id)
+        print("\ncancelling…", file=sys.stderr)
+        run = wait_for_worker(context, run_id, process)
+    finally:
+        bar.close()
+    if run.status != "succeeded":
+        print(f"training run {run_id} {run.status}" + (f": {run.error.splitlines()[0]}" if run.error else ""))
+        return 1
+    metrics = run.metrics
+    print(f"training run {run_id} succeeded on {run.device} in {metrics.get('seconds')} s")
+    for epoch, row in enumerate(metrics.get("history", []), start=1):
+        print(
+            f"  epoch {epoch} ({row['phase']}): train loss {row['train_loss']:.3f}, "
+            f"valid loss {row['valid_loss']:.3f}, error rate {row['error_rate']:.1%}"
+        )
+    if "lr_find" in metrics:
+        print(f"  learning-rate finder suggested {metrics['lr_find']['suggested_lr']:.2e}")
+    for sentence in metrics.get("diagnosis", []):
+        print(f"  diagnosis: {sentence}")
+    promoted = "" if args.no_promote else " and promoted"
+    print(f"model version v{run_id} written{promoted}")
+    return 0
+
+
+def cmd_versions(context: Context, args: argparse.Namespace) -> int:
+    from db.model_versions import list_versions
+
+    for row in list_versions(context.database):
+        error_rate = row.metrics.get("error_rate")
+        shown = f"{error_rate:.1%}" if error_rate is not None else "-"
+        print(f"{row.version:>8}  {row.status:<10} error rate {shown:>6}  created {row.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def cmd_promote(context: Context, args: argparse.Namespace) -> int:
+    from db.model_versions import VersionError, promote, rollback
+
+    try:
+        row = rollback(context.database) if args.version is None else promote(context.database, args.version)
+    except VersionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"model version {row.version} is promoted; running servers switch to it within seconds")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, each with --help."""
     parser = argparse.ArgumentParser(prog="server.py", description="Loupe image labeling and retraining server.")
@@ -205,6 +321,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dest", type=Path, metavar="DEST")
     export.add_argument("--format", choices=["folders", "csv"], default="folders")
     export.set_defaults(handler=cmd_export)
+
+    train = commands.add_parser("train", help="train a model on the current labels, in its own process")
+    train.add_argument("--arch", default="efficientnet_lite0", help="efficientnet_lite0 (default), resnet18/34/50")
+    train.add_argument("--weights", type=Path, help="local weights file (needed for every arch but the default)")
+    train.add_argument("--size", type=int, help="image size in pixels, a multiple of 32 (default 128)")
+    train.add_argument("--epochs", type=int, help="epochs after unfreezing (default 2)")
+    train.add_argument("--freeze-epochs", type=int, help="epochs training only the head first (default 1)")
+    train.add_argument("--lr", type=float, help="base learning rate (default 2e-3, or the finder's with --find-lr)")
+    train.add_argument("--find-lr", action="store_true", help="run the learning-rate finder first")
+    train.add_argument("--batch-size", type=int, help="images per batch (default 32)")
+    train.add_argument("--no-promote", action="store_true", help="keep the new version as a candidate")
+    train.set_defaults(handler=cmd_train)
+
+    versions = commands.add_parser("versions", help="list model versions")
+    versions.set_defaults(handler=cmd_versions)
+
+    promote = commands.add_parser("promote", help="serve a model version (running servers switch within seconds)")
+    promote.add_argument("version", metavar="VERSION")
+    promote.set_defaults(handler=cmd_promote)
+
+    rollback = commands.add_parser("rollback", help="serve again the version promoted before the current one")
+    rollback.set_defaults(handler=cmd_promote, version=None)
 
     stats = commands.add_parser("stats", help="print dataset counts")
     stats.add_argument("--json", action="store_true", help="print one JSON object")

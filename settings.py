@@ -30,6 +30,8 @@ class Settings:
     url_timeout_s: float = 10.0
     url_retries: int = 2
     url_workers: int = 8
+    allow_private_urls: bool = False
+    predict_threads: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
             url_timeout_s=_float_env("LOUPE_URL_TIMEOUT_S", 10.0),
             url_retries=_int_env("LOUPE_URL_RETRIES", 2),
             url_workers=_int_env("LOUPE_URL_WORKERS", 8),
+            allow_private_urls=os.environ.get("LOUPE_ALLOW_PRIVATE_URLS", "").lower() in ("1", "true", "yes"),
+            predict_threads=_int_env("LOUPE_PREDICT_THREADS", 2),
         )
 
     @property

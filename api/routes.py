@@ -4,20 +4,91 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from context import Context
 from db.stats import dataset_stats
+from labeling.imagecheck import ImageRejected, RejectReason
+from labeling.safe_fetch import fetch_image_url
+from models.predictor import NoModelYet, Prediction
+from models.serving import Serving
+
+STATUS_FOR_REASON = {RejectReason.TOO_LARGE: 413, RejectReason.TOO_MANY_PIXELS: 413}
 
 
-def build_router(context: Context) -> APIRouter:
+class PredictionOut(BaseModel):
+    """What /api/predict and /api/classify-url answer."""
+
+    model_version: str
+    predictions: list[tuple[str, float]]
+
+
+def _answer(prediction: Prediction) -> PredictionOut:
+    return PredictionOut(model_version=prediction.model_version, predictions=prediction.predictions)
+
+
+def _refusal(error: Exception) -> HTTPException:
+    """The HTTP error a user sees for a core exception: a status and a plain sentence."""
+    if isinstance(error, NoModelYet):
+        return HTTPException(409, "No model has been trained and promoted yet; try again later.")
+    if isinstance(error, ImageRejected):
+        return HTTPException(STATUS_FOR_REASON.get(error.reason, 400), f"{error.reason.value}: {error.detail}")
+    raise error
+
+
+async def _read_capped(upload: UploadFile, max_bytes: int) -> bytes:
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"too_large: the upload is over the limit of {max_bytes:,} bytes")
+    return data
+
+
+def build_router(context: Context, serving: Serving) -> APIRouter:
     """The /api routes bound to this Loupe instance."""
     router = APIRouter(prefix="/api")
+    settings = context.settings
 
     @router.get("/health", summary="Service status and dataset counts")
     async def health() -> dict:
         stats = await run_in_threadpool(dataset_stats, context.database)
-        return {"status": "ok", "model_version": None, "counts": asdict(stats)}
+        return {"status": "ok", "model_version": serving.predictor.version, "counts": asdict(stats)}
+
+    @router.post(
+        "/predict",
+        response_model=PredictionOut,
+        summary="Classify an uploaded image (multipart field `file`)",
+        responses={400: {"description": "not an image"}, 409: {"description": "no model yet"}, 413: {}},
+    )
+    async def predict(file: UploadFile = File(...)) -> PredictionOut:
+        data = await _read_capped(file, settings.max_image_bytes)
+        try:
+            return _answer(await run_in_threadpool(serving.predict_bytes, data))
+        except (ImageRejected, NoModelYet) as error:
+            raise _refusal(error) from None
+
+    @router.get(
+        "/classify-url",
+        response_model=PredictionOut,
+        summary="Fetch an image by http(s) URL and classify it",
+        responses={400: {"description": "bad URL or not an image"}, 409: {"description": "no model yet"}, 413: {}},
+    )
+    async def classify_url(url: str = Query(..., max_length=2048)) -> PredictionOut:
+        def fetch_and_predict() -> Prediction:
+            if serving.predictor.version is None:
+                raise NoModelYet("no model yet")
+            data = fetch_image_url(
+                url,
+                timeout_s=settings.url_timeout_s,
+                max_bytes=settings.max_image_bytes,
+                allow_private=settings.allow_private_urls,
+            )
+            return serving.predict_bytes(data)
+
+        try:
+            return _answer(await run_in_threadpool(fetch_and_predict))
+        except (ImageRejected, NoModelYet) as error:
+            raise _refusal(error) from None
 
     return router

@@ -22,6 +22,7 @@ class RejectReason(StrEnum):
     TRUNCATED = "truncated"
     TOO_MANY_PIXELS = "too_many_pixels"
     UNSAFE_PATH = "unsafe_path"
+    UNSAFE_URL = "unsafe_url"
     UNKNOWN_LABEL = "bad_label"
     DOWNLOAD_FAILED = "download_failed"
 
@@ -47,6 +48,12 @@ class CheckedImage:
 
 def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
     """Decode the whole image or raise ImageRejected saying why it is refused."""
+    image = decode_checked(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return CheckedImage(image.format, ALLOWED_FORMATS[image.format], image.width, image.height)
+
+
+def decode_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """The fully decoded image, or ImageRejected saying why it is refused."""
     if not data:
         raise ImageRejected(RejectReason.EMPTY, "the file is empty (0 bytes)")
     if len(data) > max_bytes:
@@ -82,4 +89,4 @@ def check_image_bytes(data: bytes, *, max_bytes: int, max_pixels: int) -> Checke
             image.load()
     except Exception as error:
         raise ImageRejected(RejectReason.TRUNCATED, f"the image does not decode completely: {error}") from None
-    return CheckedImage(image_format, ALLOWED_FORMATS[image_format], width, height)
+    return image

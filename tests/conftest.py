@@ -153,3 +153,31 @@ def page(browser):
     tab.set_default_timeout(30_000)
     yield tab
     browser_context.close()
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory):
+    """A data directory with the shapes dataset and one model trained by `server.py train` (v1, promoted)."""
+    from training_fixtures import TRAIN_ARGS, run_cli, write_shapes
+
+    root = tmp_path_factory.mktemp("trained")
+    data_dir = root / "data"
+    imported = run_cli(data_dir, "import", str(write_shapes(root / "shapes")))
+    assert imported.returncode == 0, imported.stderr
+    trained = run_cli(data_dir, "train", *TRAIN_ARGS)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    (root / "train-output.txt").write_text(trained.stdout + trained.stderr)
+    return data_dir
+
+
+@pytest.fixture
+def trained_server(trained_dir, tmp_path):
+    """A running app on a private copy of trained_dir; loopback URLs allowed, 60 kB upload cap."""
+    from training_fixtures import copy_data_dir, open_data_dir
+
+    context = open_data_dir(
+        copy_data_dir(trained_dir, tmp_path / "data"), allow_private_urls=True, max_image_bytes=60_000
+    )
+    with LiveServer(context) as server:
+        yield server
+    context.database.dispose()

@@ -72,3 +72,17 @@ def test_public_predict_page_loads_offline(live_server, page):
     page.goto(live_server.url + "/")
     page.get_by_text("No model has been trained yet").wait_for()
     assert attempts == []
+
+
+def test_visitor_predicts_on_the_public_page(trained_server, page, tmp_path):
+    from training_fixtures import shape_image
+
+    (tmp_path / "disc.png").write_bytes(shape_image("disc", seed=11))
+    page.goto(trained_server.url + "/")
+    page.get_by_text("Model version v1 answers.").wait_for()
+    page.locator("#predict-image input[type=file]").set_input_files(str(tmp_path / "disc.png"))
+    page.locator("#predict-button").click()
+    page.get_by_text("Answered by model version v1.").wait_for()
+    expect(page.locator("#predict-label")).to_contain_text("disc")
+    expect(page.locator("#predict-label")).to_contain_text("%")
+    page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)

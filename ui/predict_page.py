@@ -2,19 +2,58 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from context import Context
+from labeling.imagecheck import ImageRejected
+from models.predictor import NoModelYet
+from models.serving import Serving
 
 NO_MODEL_YET = (
     "**No model has been trained yet.** Once an admin trains and promotes one, upload an image here to see what it is."
 )
+TOP_CLASSES = 5
 
 
-def build_predict_page(context: Context) -> gr.Blocks:
-    """The public Blocks; the predictor arrives with the training issue."""
+def status_markdown(serving: Serving) -> str:
+    """Which model answers, or that none does yet."""
+    version = serving.predictor.version
+    return f"Model version **{version}** answers." if version else NO_MODEL_YET
+
+
+def make_predict_handler(serving: Serving):
+    """The handler behind the Predict button, bound to the serving predictor."""
+
+    def predict(image_path: str | None):
+        if not image_path:
+            raise gr.Error("Upload or paste an image first.")
+        try:
+            prediction = serving.predict_bytes(Path(image_path).read_bytes(), top=TOP_CLASSES)
+        except NoModelYet:
+            raise gr.Error("No model has been trained yet, so nothing can be predicted.") from None
+        except ImageRejected as rejection:
+            raise gr.Error(f"This image cannot be used: {rejection.detail}") from None
+        return dict(prediction.predictions), f"Answered by model version **{prediction.model_version}**."
+
+    return predict
+
+
+def build_predict_page(serving: Serving) -> gr.Blocks:
+    """The public Blocks: an image in, the top classes with probabilities out."""
+    predict = make_predict_handler(serving)
     with gr.Blocks(title="Loupe — Predict") as page:
         gr.Markdown("# Loupe\nHuman-in-the-loop image labeling. Experts and admins: [log in to review](/review/).")
         with gr.Tab("Predict"):
-            gr.Markdown(NO_MODEL_YET, elem_id="predict-status")
+            status = gr.Markdown(elem_id="predict-status")
+            with gr.Row():
+                image = gr.Image(
+                    type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="predict-image"
+                )
+                with gr.Column():
+                    labels = gr.Label(num_top_classes=TOP_CLASSES, label="Prediction", elem_id="predict-label")
+                    answered_by = gr.Markdown(elem_id="predict-version")
+            button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+        button.click(predict, inputs=image, outputs=[labels, answered_by], api_name="predict", concurrency_limit=None)
+        page.load(lambda: status_markdown(serving), outputs=status, api_visibility="private")
     return page

@@ -1,0 +1,67 @@
+"""Fetching one image for someone else (classify-url): scheme allowlist, address checks, caps."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urljoin, urlparse
+
+import httpx
+
+from labeling.imagecheck import ImageRejected, RejectReason
+
+MAX_REDIRECTS = 3
+
+
+class UnsafeUrl(ImageRejected):
+    """A URL Loupe will not fetch: wrong scheme, or an address inside this network."""
+
+    def __init__(self, detail: str):
+        super().__init__(RejectReason.UNSAFE_URL, detail)
+
+
+def check_url(url: str, allow_private: bool) -> None:
+    """Refuse non-http(s) URLs and hosts resolving to loopback, private or link-local addresses."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise UnsafeUrl("only http and https URLs can be fetched")
+    if not parsed.hostname:
+        raise UnsafeUrl("the URL has no host name")
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeUrl(f"the host {parsed.hostname!r} cannot be resolved") from None
+    if allow_private:
+        return
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeUrl(f"{parsed.hostname} resolves to {address}, an address Loupe does not fetch from")
+
+
+def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool) -> bytes:
+    """The body at url, following at most MAX_REDIRECTS redirects, each hop checked."""
+    for _ in range(MAX_REDIRECTS + 1):
+        check_url(url, allow_private)
+        try:
+            with httpx.stream("GET", url, timeout=httpx.Timeout(timeout_s), follow_redirects=False) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                if response.status_code >= 400:
+                    raise ImageRejected(
+                        RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
+                    )
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ImageRejected(
+                            RejectReason.TOO_LARGE, f"the image is over the limit of {max_bytes:,} bytes"
+                        )
+                return bytes(body)
+        except httpx.TimeoutException:
+            raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
+        except httpx.TransportError as error:
+            raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the connection failed: {error}") from None
+    raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"more than {MAX_REDIRECTS} redirects")

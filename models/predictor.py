@@ -1,0 +1,111 @@
+"""The CPU predictor: ONNX Runtime (torch as the fallback) behind one swappable reference."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.preprocess import prepare
+from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, read_meta
+
+
+class NoModelYet(RuntimeError):
+    """No version has been promoted, so there is nothing to predict with."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Labels with probabilities, most likely first, and the version that made them."""
+
+    model_version: str
+    predictions: list[tuple[str, float]]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class LoadedModel:
+    """One model version, fully loaded; predicts from PIL images."""
+
+    def __init__(self, folder: Path, threads: int = 2):
+        folder = Path(folder)
+        meta = read_meta(folder)
+        self.version: str = meta["version"]
+        self.classes: list[str] = json.loads((folder / CLASSES_FILE).read_text())
+        self.size: int = int(meta["size"])
+        self.mean, self.std = meta["mean"], meta["std"]
+        self.backend = "onnx" if meta.get("onnx") and (folder / ONNX_FILE).exists() else "torch"
+        if self.backend == "onnx":
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # Spinning idle threads would steal the cores a training run needs.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = onnxruntime.InferenceSession(
+                str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+            )
+        else:
+            from fastai.learner import load_learner
+
+            self._model = load_learner(folder / FASTAI_FILE, cpu=True).model.eval()
+        self.logits(np.zeros((1, 3, self.size, self.size), dtype=np.float32))  # warm up before serving
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw network outputs for a (N, 3, size, size) batch."""
+        if self.backend == "onnx":
+            return self._session.run(None, {"x": batch})[0]
+        import torch
+
+        with torch.no_grad():
+            return self._model(torch.from_numpy(batch)).numpy()
+
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """Class probabilities, one row per image."""
+        batch = np.stack([prepare(image, self.size, self.mean, self.std) for image in images])
+        return softmax(self.logits(batch))
+
+    def predict(self, image: Image.Image, top: int | None = None) -> Prediction:
+        """The classes sorted by probability (all, or the top few)."""
+        probabilities = self.probabilities([image])[0]
+        order = np.argsort(-probabilities)[:top]
+        return Prediction(self.version, [(self.classes[i], float(probabilities[i])) for i in order])
+
+
+class Predictor:
+    """Holds the serving model; swap() loads the next one fully, then replaces the reference."""
+
+    def __init__(self, threads: int = 2):
+        self.threads = threads
+        self._current: LoadedModel | None = None
+        self._swap_lock = threading.Lock()  # only swaps queue on it; predictions never do
+
+    @property
+    def version(self) -> str | None:
+        """The version serving now, or None."""
+        current = self._current
+        return current.version if current else None
+
+    def swap(self, folder: Path) -> str:
+        """Load the version in folder, warm it, and make it the serving one."""
+        with self._swap_lock:
+            loaded = LoadedModel(folder, self.threads)
+            self._current = loaded  # one reference assignment: requests in flight keep the old model
+            return loaded.version
+
+    def predict(self, image: Image.Image, top: int | None = None) -> Prediction:
+        """Predict with whichever model is serving at the moment of the call."""
+        model = self._current
+        if model is None:
+            raise NoModelYet("no model has been trained and promoted yet")
+        return model.predict(image, top)

@@ -1,0 +1,86 @@
+"""Starting training runs in their own process and following them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from context import Context
+from db import runs as run_db
+from models.backbones import DEFAULT_ARCH, resolve_weights
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LR = 2e-3
+
+
+class TrainingBusy(RuntimeError):
+    """Another run is queued or running; the message names it."""
+
+
+def default_params(**overrides) -> dict:
+    """Training parameters with CPU-sensible defaults, overridden by whatever is not None."""
+    params = {
+        "size": 128,
+        "epochs": 2,
+        "freeze_epochs": 1,
+        "batch_size": 32,
+        "lr": DEFAULT_LR,
+        "find_lr": False,
+        "lr_find_iterations": 30,
+        "weights": None,
+        "promote": True,
+    }
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    if params["find_lr"] and overrides.get("lr") is None:
+        params["lr"] = None  # the finder's suggestion decides
+    if params["weights"] is not None:
+        params["weights"] = str(Path(params["weights"]).resolve())
+    if int(params["size"]) % 32:
+        raise ValueError(f"the image size must be a multiple of 32 (got {params['size']})")
+    return params
+
+
+def queue_run(context: Context, arch: str = DEFAULT_ARCH, trigger: str = "manual", **overrides) -> int:
+    """Record a queued run after checking the request; TrainingBusy if one is active."""
+    params = default_params(**overrides)
+    resolve_weights(arch, params["weights"])
+    active = [r for r in run_db.list_runs(context.database, limit=20) if r.status in run_db.ACTIVE_STATUSES]
+    if active:
+        raise TrainingBusy(f"training run {active[0].id} is {active[0].status}; wait for it or cancel it")
+    return run_db.create_run(context.database, arch, params, trigger)
+
+
+def spawn_worker(context: Context, run_id: int) -> subprocess.Popen:
+    """Start `python -m training.worker RUN_ID` on the same data directory and database."""
+    env = {
+        **os.environ,
+        "LOUPE_DATA_DIR": str(context.settings.data_dir.resolve()),
+        "DATABASE_URL": context.settings.resolved_database_url,
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    return subprocess.Popen([sys.executable, "-m", "training.worker", str(run_id)], cwd=PROJECT_ROOT, env=env)
+
+
+def wait_for_worker(
+    context: Context,
+    run_id: int,
+    process: subprocess.Popen,
+    on_progress: Callable[[run_db.RunRow], None] | None = None,
+    poll_s: float = 0.5,
+) -> run_db.RunRow:
+    """Follow the run until its process ends; a process that died without a word marks the run failed."""
+    while process.poll() is None:
+        if on_progress:
+            on_progress(run_db.get_run(context.database, run_id))
+        time.sleep(poll_s)
+    run = run_db.get_run(context.database, run_id)
+    if run.status in run_db.ACTIVE_STATUSES:
+        run_db.finish_run(
+            context.database, run_id, "failed", f"the training process ended with exit code {process.returncode}"
+        )
+        run = run_db.get_run(context.database, run_id)
+    return run
