@@ -60,7 +60,7 @@ def spawn_worker(context: Context, run_id: int) -> subprocess.Popen:
         **os.environ,
         "LOUPE_DATA_DIR": str(context.settings.data_dir.resolve()),
         "DATABASE_URL": context.settings.resolved_database_url,
-        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
     return subprocess.Popen([sys.executable, "-m", "training.worker", str(run_id)], cwd=PROJECT_ROOT, env=env)
 

@@ -1,0 +1,159 @@
+"""HTTP load with hot swaps: 16 concurrent loopback clients POST /api/predict while 3 promotions happen.
+
+Starts `server.py serve` on a temporary data directory holding four model versions, sends a fixed
+number of requests, promotes v2, v3, v4 at 25/50/75% of them, and checks every answer: no errors,
+and each answer's version was the promoted one at some moment while the request was in flight
+(allowing the server's swap delay). Last line: one JSON object.
+
+    .venv/bin/python bench/http_load.py [--requests 2000] [--clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from common import ROOT, open_instance, percentile_ms, print_table, sample_jpeg, write_head_only_version
+
+from db import model_versions as version_db
+
+SWAP_GRACE_S = 5.0  # the server polls the promoted version every 2 s, then loads and warms it
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def drive(url: str, total: int, clients: int, payload: bytes, on_count) -> list[tuple]:
+    results: list[tuple] = []  # (start, end, status, version)
+    counter = iter(range(total))
+
+    async def client(session: httpx.AsyncClient):
+        for index in counter:
+            on_count(index)
+            start = time.monotonic()
+            try:
+                response = await session.post(url, files={"file": ("x.jpg", payload, "image/jpeg")})
+                version = response.json().get("model_version") if response.status_code == 200 else None
+                results.append((start, time.monotonic(), response.status_code, version))
+            except httpx.HTTPError as error:
+                results.append((start, time.monotonic(), type(error).__name__, None))
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temp:
+        data_dir = Path(temp) / "data"
+        context = open_instance(data_dir)
+        versions = ["v1", "v2", "v3", "v4"]
+        for seed, name in enumerate(versions):
+            write_head_only_version(context, name, [str(d) for d in range(10)], args.size, seed=seed)
+        version_db.promote(context.database, "v1")
+        timeline = [(time.monotonic(), "v1")]
+
+        port = free_port()
+        env = {**os.environ, "LOUPE_DATA_DIR": str(data_dir), "DATABASE_URL": context.settings.resolved_database_url}
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/api/health", timeout=2).json()["model_version"] == "v1":
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.3)
+
+            swap_at = {args.requests * k // 4: name for k, name in zip((1, 2, 3), versions[1:], strict=True)}
+
+            def on_count(index: int) -> None:
+                if index in swap_at:
+                    version_db.promote(context.database, swap_at[index])
+                    timeline.append((time.monotonic(), swap_at[index]))
+
+            payload = sample_jpeg()
+            started, client_cpu = time.monotonic(), time.process_time()
+            results = asyncio.run(drive(f"{base}/api/predict", args.requests, args.clients, payload, on_count))
+            elapsed, client_cpu = time.monotonic() - started, time.process_time() - client_cpu
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        context.database.dispose()
+
+    def allowed(start: float, end: float) -> set[str]:
+        names = set()
+        for index, (promoted_at, name) in enumerate(timeline):
+            superseded_at = timeline[index + 1][0] if index + 1 < len(timeline) else float("inf")
+            if promoted_at <= end and superseded_at + SWAP_GRACE_S >= start:
+                names.add(name)
+        return names
+
+    errors = [r for r in results if r[2] != 200]
+    stale = [r for r in results if r[2] == 200 and r[3] not in allowed(r[0], r[1])]
+    answered = [r[3] for r in results if r[3]]
+    latencies = [r[1] - r[0] for r in results]
+    rows = [
+        [
+            args.requests,
+            args.clients,
+            len(errors),
+            len(stale),
+            len(results) / elapsed,
+            percentile_ms(latencies, 50),
+            percentile_ms(latencies, 99),
+            sorted(set(answered)),
+        ]
+    ]
+    print_table(
+        "POST /api/predict over loopback, 500x375 JPEG",
+        ["requests", "clients", "errors", "stale", "rps", "p50 ms", "p99 ms", "versions answered"],
+        rows,
+    )
+    print(
+        json.dumps(
+            {
+                "requests": len(results),
+                "errors": len(errors),
+                "stale_versions": len(stale),
+                "rps": round(len(results) / elapsed, 1),
+                "p99_ms": round(percentile_ms(latencies, 99), 1),
+                "swaps": len(timeline) - 1,
+                "client_cpu_share": round(client_cpu / elapsed / (os.cpu_count() or 1), 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
