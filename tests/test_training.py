@@ -17,17 +17,20 @@ from db import runs as run_db
 from models.predictor import LoadedModel
 from models.registry import read_meta, write_version
 from training.launcher import queue_run, spawn_worker, wait_for_worker
+from training.worker import pick_device
+
+DEVICE = pick_device()  # "cuda" where the suite runs on a GPU machine
 
 
 def test_cli_train_writes_and_promotes_a_version(trained_dir):
     output = (trained_dir.parent / "train-output.txt").read_text()
-    assert "training run 1 succeeded on cpu" in output and "model version v1 written and promoted" in output
+    assert f"training run 1 succeeded on {DEVICE}" in output and "model version v1 written and promoted" in output
     assert "diagnosis:" in output
     folder = trained_dir / "models" / "v1"
     assert sorted(p.name for p in folder.iterdir()) == ["classes.json", "export.pkl", "meta.json", "model.onnx"]
     meta = read_meta(folder)
     assert meta["classes"] == ["bar", "disc"] and meta["size"] == 64 and meta["onnx"] is True
-    assert meta["mean"] == [0.5, 0.5, 0.5] and meta["data"]["images"] == 40
+    assert meta["mean"] == [0.5, 0.5, 0.5] and meta["data"]["images"] == 40 and meta["device"] == DEVICE
     context = open_data_dir(trained_dir)
     assert version_db.promoted_version(context.database).version == "v1"
     context.database.dispose()
@@ -37,7 +40,7 @@ def test_run_records_curves_confusion_matrix_and_diagnosis(trained_dir):
     context = open_data_dir(trained_dir)
     run = run_db.get_run(context.database, 1)
     context.database.dispose()
-    assert run.status == "succeeded" and run.device == "cpu" and run.image_count == 40
+    assert run.status == "succeeded" and run.device == DEVICE and run.image_count == 40
     history = run.metrics["history"]
     assert [h["phase"] for h in history] == ["frozen", "unfrozen"]
     assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["valid_loss"]) for h in history)
@@ -161,3 +164,56 @@ def test_worker_progress_is_json_in_the_database(trained_dir):
     assert json.loads(json.dumps(run.progress))["n_batches"] >= 1
     started = run.started_at.timestamp()
     assert run.finished_at.timestamp() >= started > time.time() - 3600
+
+
+def test_torch_fallback_predicts_like_onnx(trained_dir, tmp_path):
+    import io
+    import shutil
+
+    folder = tmp_path / "v1-torch"
+    shutil.copytree(trained_dir / "models" / "v1", folder)
+    (folder / "model.onnx").unlink()
+    meta = read_meta(folder)
+    meta["onnx"] = False
+    (folder / "meta.json").write_text(json.dumps(meta))
+    by_torch, by_onnx = LoadedModel(folder), LoadedModel(trained_dir / "models" / "v1")
+    assert (by_torch.backend, by_onnx.backend) == ("torch", "onnx")
+    images = [Image.open(io.BytesIO(shape_image(kind, seed=321))) for kind in ("disc", "bar")]
+    assert np.abs(by_torch.probabilities(images) - by_onnx.probabilities(images)).max() < 1e-3
+
+
+def test_lr_find_runs_and_its_suggestion_is_used(trained_dir, tmp_path):
+    context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
+    run_id = queue_run(
+        context, size=64, epochs=0, freeze_epochs=1, batch_size=8, find_lr=True, lr_find_iterations=8, promote=False
+    )
+    run = wait_for_worker(context, run_id, spawn_worker(context, run_id))
+    assert run.status == "succeeded", run.error
+    finder = run.metrics["lr_find"]
+    assert len(finder["lrs"]) == len(finder["losses"]) > 0
+    assert run.metrics["lr"] == pytest.approx(finder["suggested_lr"])
+    assert [h["phase"] for h in run.metrics["history"]] == ["frozen"]
+    assert version_db.promoted_version(context.database).version == "v1"  # --no-promote kept it a candidate
+    assert version_db.get_version(context.database, f"v{run_id}").status == "candidate"
+    context.database.dispose()
+
+
+def test_only_the_newest_versions_are_kept(trained_dir, tmp_path):
+    from training_fixtures import clone_version
+
+    from models.registry import prune_versions
+
+    context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
+    for number in range(2, 9):
+        clone_version(context, "v1", f"v{number}")
+    removed = prune_versions(context, keep=5)
+    assert sorted(removed) == ["v2", "v3"]  # v1 is promoted, so it stays
+    assert sorted(p.name for p in (context.settings.data_dir / "models").iterdir()) == [
+        "v1",
+        "v4",
+        "v5",
+        "v6",
+        "v7",
+        "v8",
+    ]
+    context.database.dispose()

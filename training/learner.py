@@ -25,9 +25,28 @@ def build_learner(dls, arch: str, weights: Path | None = None) -> Learner:
     """A Learner whose model is Sequential(pretrained body, fastai head)."""
     spec = spec_for(arch)
     model = nn.Sequential(build_body(arch, weights), create_head(spec.n_features, dls.c))
-    learn = Learner(dls, model, splitter=body_and_head_splitter, metrics=[error_rate, accuracy])
+    learn = Learner(
+        dls, model, splitter=body_and_head_splitter, metrics=[error_rate, accuracy], cbs=[KeepBodyBatchNormInEval()]
+    )
     learn.freeze()
     return learn
+
+
+class KeepBodyBatchNormInEval(Callback):
+    """The pretrained body's BatchNorm layers keep their ImageNet statistics, frozen or not.
+
+    In train mode they would normalise with the batch's statistics, which for images unlike
+    ImageNet (the demo digits) differ so much that the head's inputs change under it and unfreezing
+    undoes the frozen epochs (measured: 23% → 78% error). Keras' EfficientNet fine-tuning guide
+    gives the same advice. Their scale and shift still train once unfrozen.
+    """
+
+    order = 1
+
+    def before_train(self):
+        for module in self.model[0].modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 class ReportProgress(Callback):
@@ -69,6 +88,8 @@ class ReportProgress(Callback):
             self._send()
 
     def after_epoch(self):
+        if self.phase == "lr_find":  # the finder's passes are not training epochs
+            return
         names = self.recorder.metric_names[1:-1]  # drop 'epoch' and 'time'
         values = dict(zip(names, self.recorder.values[-1], strict=True))
         seconds = time.monotonic() - self._epoch_started

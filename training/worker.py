@@ -68,7 +68,6 @@ def train_run(context: Context, run_id: int) -> str | None:
             "lrs": [float(x) for x in learn.recorder.lrs],
             "losses": [float(x) for x in learn.recorder.losses],
         }
-        progress.history.clear()  # lr_find's pseudo-epoch is not training
         lr = lr or float(suggestion.valley)
     lr = lr or DEFAULT_LR
 
