@@ -19,11 +19,6 @@ def test_health_reports_status_and_counts(live_server):
     assert "/api/health" in httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
 
 
-def test_public_page_says_there_is_no_model_yet(live_server):
-    config = httpx.get(f"{live_server.url}/config").json()
-    assert "No model has been trained yet" in str(config)
-
-
 def test_review_needs_a_login(live_server):
     assert httpx.get(f"{live_server.url}/review/config").status_code == 401
     assert httpx.get(f"{live_server.url}/review/gradio_api/info").status_code == 401
