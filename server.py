@@ -282,6 +282,27 @@ def cmd_promote(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(context: Context, args: argparse.Namespace) -> int:
+    from db.embeddings import top_scores
+    from db.images import count_images
+    from labeling.scoring import ensure_embeddings, feature_embedders, score_images
+
+    embedders = feature_embedders(context)
+    for embedder in embedders:
+        progress = CliProgress(f"embed {embedder.key}")
+        ensure_embeddings(context, embedder, progress)
+        progress.close()
+    scorer = score_images(context, embedders)
+    print(f"scored {count_images(context.database)} images ({scorer})")
+    print("likeliest label errors (out-of-sample):")
+    for row in top_scores(context.database, scorer, args.top):
+        print(
+            f"  {row.score:.3f}  image {row.image_id} {row.original_name}: labeled {row.given_label}, "
+            f"looks like {row.predicted_label} ({row.top[0][1]:.0%})"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, each with --help."""
     parser = argparse.ArgumentParser(prog="server.py", description="Loupe image labeling and retraining server.")
@@ -343,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rollback = commands.add_parser("rollback", help="serve again the version promoted before the current one")
     rollback.set_defaults(handler=cmd_promote, version=None)
+
+    score = commands.add_parser("score", help="embed new images and rank every label by how likely it is wrong")
+    score.add_argument("--top", type=int, default=20, help="how many of the likeliest errors to print")
+    score.set_defaults(handler=cmd_score)
 
     stats = commands.add_parser("stats", help="print dataset counts")
     stats.add_argument("--json", action="store_true", help="print one JSON object")

@@ -12,8 +12,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -140,3 +142,32 @@ class ModelVersion(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Embedding(Base):
+    """A cached backbone embedding of one image (float32 bytes), computed once per embedder."""
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    embedder: Mapped[str] = mapped_column(String(50), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Score(Base):
+    """How likely an image's label is wrong, from one scoring pass (out-of-sample probabilities)."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    scorer: Mapped[str] = mapped_column(String(80))
+    score: Mapped[float] = mapped_column(Float)
+    given_label: Mapped[str | None] = mapped_column(String(200))
+    predicted_label: Mapped[str] = mapped_column(String(200))
+    given_probability: Mapped[float | None] = mapped_column(Float)
+    top: Mapped[list] = mapped_column(JSON, default=list)  # [[label, probability], …] best first
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("image_id", "scorer"), Index("ix_scores_scorer_score", "scorer", "score"))

@@ -151,6 +151,10 @@ def folder_candidates(root: Path, max_bytes: int, default_label: str | None = No
                     Refused(str(path), RejectReason.UNSAFE_PATH, "a symbolic link that points outside the folder")
                 )
                 continue
+            if zipfile.is_zipfile(path):
+                detail = "a zip inside a folder is not opened; import the zip by its own path"
+                found.append(Refused(str(path), RejectReason.NOT_AN_IMAGE, detail))
+                continue
             label = relative.parts[0] if len(relative.parts) > 1 else default_label
             found.append(
                 Candidate(

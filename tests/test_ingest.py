@@ -196,3 +196,11 @@ def test_split_survives_deletes_and_reimports(context, tmp_path):
     assert all(after[h] == split for h, split in before.items() if h != victim.content_hash)
     assert image_db.find_by_hash(context.database, victim.content_hash).status == "deleted"
     assert len(after) == 39
+
+
+def test_zip_inside_a_folder_is_refused_with_advice(context, tmp_path):
+    make_zip(tmp_path / "in" / "inner.zip", {"cat/a.png": image_bytes()})
+    summary = import_paths(context, [tmp_path / "in"])
+    assert [(r.reason, "import the zip by its own path" in r.detail) for r in summary.rejected] == [
+        (RejectReason.NOT_AN_IMAGE, True)
+    ]

@@ -1,0 +1,113 @@
+"""How fast the review queue finds wrong labels: the demo digits with 10% of labels flipped.
+
+Imports the demo into a temporary instance, embeds every image once (ONNX Runtime), scores it with
+cross-validated heads (Loupe's ranking), and replays an expert who reviews the queue from the top.
+The lesson's way — a model's in-sample losses on the images it trained on — is measured in the same
+run with the same features and head, so the only difference is in-sample versus out-of-sample.
+Last line: one JSON object.
+
+    .venv/bin/python bench/noise.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import open_instance, print_table
+
+from db import images as image_db
+from labeling.demo import import_demo, read_flipped
+from labeling.scoring import (
+    FEATURE_SIZES,
+    RANKINGS,
+    ensure_embeddings,
+    feature_embedders,
+    fit_head,
+    label_error_scores,
+    load_features,
+    out_of_sample_probabilities,
+    standardize,
+)
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a flipped image outranks a clean one (ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def replay(scores: np.ndarray, flipped: np.ndarray) -> dict:
+    """An expert reviewing from the highest score down."""
+    order = np.argsort(-scores, kind="stable")
+    found = np.cumsum(flipped[order])
+    n = int(flipped.sum())
+    return {
+        "precision_at_n": float(found[n - 1] / n),
+        "recall_at_10pct": float(found[int(0.10 * len(order)) - 1] / n),
+        "recall_at_20pct": float(found[int(0.20 * len(order)) - 1] / n),
+        "auroc": auroc(scores, flipped),
+    }
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+
+    with tempfile.TemporaryDirectory() as temp:
+        context = open_instance(Path(temp) / "data")
+        import_demo(context)
+        flipped_hashes = read_flipped(context.settings.data_dir)
+        embedders = feature_embedders(context)
+        started = time.monotonic()
+        for embedder in embedders:
+            ensure_embeddings(context, embedder)
+        embed_seconds = time.monotonic() - started
+        images, features = load_features(context, embedders)
+        features = standardize(features)
+        hashes = {row.id: row.content_hash for row in image_db.iter_active_labeled(context.database)}
+        context.database.dispose()
+
+    labels = np.array([image.label for image in images])
+    flipped = np.array([hashes[image.image_id] in flipped_hashes for image in images])
+    started = time.monotonic()
+    probabilities, classes = out_of_sample_probabilities(features, labels)
+    score_seconds = time.monotonic() - started
+    given = np.searchsorted(classes, labels)
+    results = {ranking: replay(label_error_scores(probabilities, given, ranking), flipped) for ranking in RANKINGS}
+
+    head = fit_head(features, labels)  # the lesson's way: losses of a model on its own training images
+    in_sample = replay(label_error_scores(head.predict_proba(features), given, "loss"), flipped)
+
+    rows = [[f"Loupe, out-of-sample, {name}", *(round(v, 3) for v in r.values())] for name, r in results.items()]
+    rows.append(["lesson, in-sample top losses", *(round(v, 3) for v in in_sample.values())])
+    print_table(
+        f"{len(labels)} digits, {int(flipped.sum())} flipped; Lite0 embeddings at {FEATURE_SIZES} px",
+        ["ranking", "precision@n", "recall@10%", "recall@20%", "AUROC"],
+        rows,
+    )
+    print(f"embedding {len(labels)} images: {embed_seconds:.1f} s; 5-fold heads: {score_seconds:.1f} s")
+    best = results["self_confidence"]
+    print(
+        json.dumps(
+            {
+                "precision_at_n": round(best["precision_at_n"], 4),
+                "recall_at_10pct": round(best["recall_at_10pct"], 4),
+                "recall_at_20pct": round(best["recall_at_20pct"], 4),
+                "auroc": round(best["auroc"], 4),
+                "in_sample_precision_at_n": round(in_sample["precision_at_n"], 4),
+                "embed_seconds": round(embed_seconds, 1),
+                "score_seconds": round(score_seconds, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
