@@ -199,6 +199,7 @@ def test_split_survives_deletes_and_reimports(context, tmp_path):
 
 
 def test_zip_inside_a_folder_is_refused_with_advice(context, tmp_path):
+    (tmp_path / "in").mkdir()
     make_zip(tmp_path / "in" / "inner.zip", {"cat/a.png": image_bytes()})
     summary = import_paths(context, [tmp_path / "in"])
     assert [(r.reason, "import the zip by its own path" in r.detail) for r in summary.rejected] == [
