@@ -14,6 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from context import Context  # noqa: E402
+from errors import LoupeError  # noqa: E402
 from settings import Settings  # noqa: E402
 
 DEFAULT_HOST = "127.0.0.1"
@@ -129,7 +130,7 @@ def cmd_import_urls(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(context: Context, args: argparse.Namespace) -> int:
-    from db.users import UserError, add_user
+    from db.users import add_user
 
     password = os.environ.get("LOUPE_PASSWORD")
     if not password:
@@ -140,24 +141,17 @@ def cmd_user_add(context: Context, args: argparse.Namespace) -> int:
         if password != getpass.getpass("Again: "):
             print("error: the passwords differ", file=sys.stderr)
             return 2
-    try:
-        user = add_user(context.database, args.name, args.role, password)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    user = add_user(context.database, args.name, args.role, password)
     print(f"user {user.name} added with role {user.role}")
     return 0
 
 
 def cmd_export(context: Context, args: argparse.Namespace) -> int:
-    from labeling.export import ExportError, export_dataset
+    from labeling.export import export_dataset
 
     progress = CliProgress("export")
     try:
         summary = export_dataset(context, args.dest, args.format, progress)
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     finally:
         progress.close()
     print(f"exported {summary.images} images to {summary.destination}")
@@ -212,25 +206,20 @@ class TrainingBar:
 
 def cmd_train(context: Context, args: argparse.Namespace) -> int:
     from db.runs import request_cancel
-    from models.backbones import BackboneError
-    from training.launcher import TrainingBusy, queue_run, spawn_worker, wait_for_worker
+    from training.launcher import queue_run, spawn_worker, wait_for_worker
 
-    try:
-        run_id = queue_run(
-            context,
-            args.arch,
-            size=args.size,
-            epochs=args.epochs,
-            freeze_epochs=args.freeze_epochs,
-            lr=args.lr,
-            find_lr=args.find_lr,
-            batch_size=args.batch_size,
-            weights=args.weights,
-            promote=not args.no_promote,
-        )
-    except (TrainingBusy, BackboneError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    run_id = queue_run(
+        context,
+        args.arch,
+        size=args.size,
+        epochs=args.epochs,
+        freeze_epochs=args.freeze_epochs,
+        lr=args.lr,
+        find_lr=args.find_lr,
+        batch_size=args.batch_size,
+        weights=args.weights,
+        promote=not args.no_promote,
+    )
     process = spawn_worker(context, run_id)
     bar = TrainingBar()
     try:
@@ -271,13 +260,9 @@ def cmd_versions(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(context: Context, args: argparse.Namespace) -> int:
-    from db.model_versions import VersionError, promote, rollback
+    from db.model_versions import promote, rollback
 
-    try:
-        row = rollback(context.database) if args.version is None else promote(context.database, args.version)
-    except VersionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    row = rollback(context.database) if args.version is None else promote(context.database, args.version)
     print(f"model version {row.version} is promoted; running servers switch to it within seconds")
     return 0
 
@@ -384,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     context = Context.open(Settings.from_env())
     try:
         return args.handler(context, args)
+    except LoupeError as error:  # a refusal the person can act on: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         context.database.dispose()
 

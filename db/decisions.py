@@ -16,15 +16,16 @@ from sqlalchemy.orm import Session
 from db.engine import Database
 from db.labels import get_or_create_label
 from db.schema import Decision, Image, Label, User
+from errors import LoupeError
 
 ACTIONS = ("keep", "relabel", "delete", "restore")
 
 
-class StaleDecision(Exception):
+class StaleDecision(LoupeError):
     """The decision no longer fits the image; the message says what changed."""
 
 
-class DecisionError(ValueError):
+class DecisionError(LoupeError, ValueError):
     """A decision that makes no sense as asked (unknown action, no label for a relabel…)."""
 
 

@@ -9,9 +9,10 @@ from sqlalchemy import select, update
 
 from db.engine import Database
 from db.schema import ModelVersion, utcnow
+from errors import LoupeError
 
 
-class VersionError(ValueError):
+class VersionError(LoupeError, ValueError):
     """A promotion or rollback that cannot be done, with a sentence saying why."""
 
 

@@ -12,12 +12,13 @@ from sqlalchemy import select
 
 from db.engine import Database
 from db.schema import User
+from errors import LoupeError
 
 ROLES = ("expert", "admin")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
-class UserError(ValueError):
+class UserError(LoupeError, ValueError):
     """A user command that cannot be carried out, with a sentence saying why."""
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from context import Context
 from db import images as image_db
+from errors import LoupeError
 from labeling.ingest import ProgressFn
 
 FORMATS = ("folders", "csv")
 
 
-class ExportError(ValueError):
+class ExportError(LoupeError, ValueError):
     """An export that cannot start, with a sentence saying why."""
 
 

@@ -20,6 +20,21 @@ class UnsafeUrl(ImageRejected):
         super().__init__(RejectReason.UNSAFE_URL, detail)
 
 
+def read_body_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed response's body, refused as too large past max_bytes (announced or actual)."""
+    declared = int(response.headers.get("content-length") or 0)
+    if declared > max_bytes:
+        raise ImageRejected(
+            RejectReason.TOO_LARGE, f"the server announces {declared:,} bytes; the limit is {max_bytes:,}"
+        )
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ImageRejected(RejectReason.TOO_LARGE, f"the download passed the limit of {max_bytes:,} bytes")
+    return bytes(body)
+
+
 def check_url(url: str, allow_private: bool) -> None:
     """Refuse non-http(s) URLs and hosts resolving to loopback, private or link-local addresses."""
     parsed = urlparse(url)
@@ -52,14 +67,7 @@ def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private
                     raise ImageRejected(
                         RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
                     )
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ImageRejected(
-                            RejectReason.TOO_LARGE, f"the image is over the limit of {max_bytes:,} bytes"
-                        )
-                return bytes(body)
+                return read_body_capped(response, max_bytes)
         except httpx.TimeoutException:
             raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
         except httpx.TransportError as error:

@@ -15,6 +15,7 @@ import httpx
 from context import Context
 from labeling.imagecheck import ImageRejected, RejectReason
 from labeling.ingest import Candidate, ImportSummary, ProgressFn, Refused, import_candidates
+from labeling.safe_fetch import read_body_capped
 
 USER_AGENT = "Loupe/1.0 (image import)"
 
@@ -70,17 +71,7 @@ def _download_once(url: str, timeout_s: float, max_bytes: int) -> bytes:
                 raise _Retryable(f"the server answered HTTP {response.status_code}")
             if response.status_code >= 400:
                 raise DownloadFailed(f"the server answered HTTP {response.status_code}")
-            declared = int(response.headers.get("content-length") or 0)
-            if declared > max_bytes:
-                raise ImageRejected(
-                    RejectReason.TOO_LARGE, f"the server announces {declared:,} bytes; the limit is {max_bytes:,}"
-                )
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ImageRejected(RejectReason.TOO_LARGE, f"the download passed the limit of {max_bytes:,} bytes")
-            return bytes(body)
+            return read_body_capped(response, max_bytes)
     except httpx.TimeoutException:
         raise _Retryable(f"no answer within {timeout_s:g} s") from None
     except httpx.TransportError as error:

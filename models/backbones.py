@@ -8,12 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from errors import LoupeError
+
 DEFAULT_ARCH = "efficientnet_lite0"
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 HALF_STATS = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # EfficientNet-Lite: (x - 0.5) / 0.5
 
 
-class BackboneError(ValueError):
+class BackboneError(LoupeError, ValueError):
     """A backbone that cannot be built as asked, with a sentence saying what to do."""
 
 

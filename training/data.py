@@ -8,9 +8,10 @@ import pandas as pd
 
 from context import Context
 from db import images as image_db
+from errors import LoupeError
 
 
-class NotEnoughData(ValueError):
+class NotEnoughData(LoupeError, ValueError):
     """The dataset cannot train a classifier yet; the message says what is missing."""
 
 

@@ -11,14 +11,19 @@ from pathlib import Path
 
 from context import Context
 from db import runs as run_db
+from errors import LoupeError
 from models.backbones import DEFAULT_ARCH, resolve_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LR = 2e-3
 
 
-class TrainingBusy(RuntimeError):
+class TrainingBusy(LoupeError, RuntimeError):
     """Another run is queued or running; the message names it."""
+
+
+class BadTrainingRequest(LoupeError, ValueError):
+    """Training parameters that cannot work, with a sentence saying which."""
 
 
 def default_params(**overrides) -> dict:
@@ -40,7 +45,7 @@ def default_params(**overrides) -> dict:
     if params["weights"] is not None:
         params["weights"] = str(Path(params["weights"]).resolve())
     if int(params["size"]) % 32:
-        raise ValueError(f"the image size must be a multiple of 32 (got {params['size']})")
+        raise BadTrainingRequest(f"the image size must be a multiple of 32 (got {params['size']})")
     return params
 
 
