@@ -28,6 +28,7 @@ def build_app(context: Context):
     import gradio as gr
     from fastapi import FastAPI
 
+    from api.review import build_review_router
     from api.routes import build_router
     from models.serving import Serving
     from ui.auth import make_login_check
@@ -45,6 +46,7 @@ def build_app(context: Context):
     app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.", lifespan=lifespan)
     app.state.serving = serving
     app.include_router(build_router(context, serving))
+    app.include_router(build_review_router(context))
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
         app, build_review_page(context), path="/review", auth=make_login_check(context), max_file_size=max_file_size

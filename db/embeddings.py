@@ -109,3 +109,9 @@ def top_scores(database: Database, scorer: str, limit: int = 20, labeled: bool =
     return [
         ScoredImage(s.image_id, name, s.score, s.given_label, s.predicted_label, list(s.top or [])) for s, name in rows
     ]
+
+
+def score_of(database: Database, scorer: str, image_id: int) -> float | None:
+    """An image's score in a pass, or None when it was not scored."""
+    with database.read() as session:
+        return session.scalar(select(Score.score).where(Score.scorer == scorer, Score.image_id == image_id))

@@ -171,3 +171,13 @@ class Score(Base):
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("image_id", "scorer"), Index("ix_scores_scorer_score", "scorer", "score"))
+
+
+class Lease(Base):
+    """An item of the review queue handed to one expert until expires_at, so no two get it at once."""
+
+    __tablename__ = "leases"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -20,7 +20,7 @@ from PIL import Image
 from context import Context
 from db import embeddings as embedding_db
 from db import images as image_db
-from models.embedder import Embedder
+from models.embedder import Embedder, embedder_key
 
 RANKINGS = ("self_confidence", "normalized_margin", "loss")
 DEFAULT_RANKING = "self_confidence"
@@ -52,6 +52,11 @@ def load_features(context: Context, embedders: list[Embedder]) -> tuple[list[emb
         rows = [index for index, image in enumerate(table_images) if image.image_id in common]
         blocks.append(matrix[rows] if rows else np.zeros((0, 0)))
     return images, (np.hstack(blocks) if images else np.zeros((0, 0)))
+
+
+def scorer_name(ranking: str = DEFAULT_RANKING) -> str:
+    """The name a scoring pass's rows are stored under; the queue reads the default one."""
+    return f"heads:{'+'.join(embedder_key(size) for size in FEATURE_SIZES)}:{ranking}"
 
 
 def feature_embedders(context: Context) -> list[Embedder]:
@@ -122,7 +127,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
     features = standardize(features) if len(images) else features
     labeled = [i for i, image in enumerate(images) if image.label is not None]
     unlabeled = [i for i, image in enumerate(images) if image.label is None]
-    scorer = f"heads:{'+'.join(e.key for e in embedders)}:{ranking}"
+    scorer = scorer_name(ranking)
     scores: list[embedding_db.NewScore] = []
     labels = np.array([images[i].label for i in labeled])
     if len(set(labels)) >= 2:

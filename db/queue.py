@@ -1,0 +1,141 @@
+"""The review queue: scored active images, most likely wrong first, unreviewed first, with leases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from db.engine import Database
+from db.schema import Decision, Image, Label, Lease, Score, utcnow
+
+DEFAULT_LEASE_S = 300
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """Which part of the queue to look at; None means any."""
+
+    label: str | None = None  # the current label
+    predicted: str | None = None
+    split: str | None = None
+    reviewed: bool | None = None
+    unlabeled: bool = False  # the active-learning queue of images without a label
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One image in the queue with what the expert needs to decide it."""
+
+    image_id: int
+    original_name: str
+    source: str
+    stored_path: str
+    label: str | None
+    predicted_label: str
+    score: float
+    top: list
+    split: str
+    reviewed: bool
+    last_decision_id: int | None
+
+
+@dataclass
+class QueuePage:
+    """A page of the queue and how many items the filter holds, reviewed or not."""
+
+    items: list[QueueItem] = field(default_factory=list)
+    total: int = 0
+    unreviewed: int = 0
+
+
+def _reviewed_clause():
+    """An image counts as reviewed when it has a decision that was not undone."""
+    undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
+    return exists().where(Decision.image_id == Image.id, Decision.action != "undo", Decision.id.not_in(undone))
+
+
+def _base_query(scorer: str, filters: QueueFilters):
+    reviewed = _reviewed_clause()
+    last_decision = select(func.max(Decision.id)).where(Decision.image_id == Image.id).scalar_subquery()
+    query = (
+        select(Image, Label.name, Score, reviewed.label("reviewed"), last_decision.label("last_decision_id"))
+        .join(Score, and_(Score.image_id == Image.id, Score.scorer == scorer))
+        .outerjoin(Label, Image.label_id == Label.id)
+        .where(Image.status == "active")
+    )
+    query = query.where(Image.label_id.is_(None) if filters.unlabeled else Image.label_id.is_not(None))
+    if filters.label is not None:
+        query = query.where(Label.name == filters.label)
+    if filters.predicted is not None:
+        query = query.where(Score.predicted_label == filters.predicted)
+    if filters.split is not None:
+        query = query.where(Image.split == filters.split)
+    if filters.reviewed is not None:
+        query = query.where(reviewed if filters.reviewed else ~reviewed)
+    return query, reviewed
+
+
+def _item(image, label, score, reviewed, last_decision_id) -> QueueItem:
+    return QueueItem(
+        image_id=image.id,
+        original_name=image.original_name,
+        source=image.source,
+        stored_path=image.stored_path,
+        label=label,
+        predicted_label=score.predicted_label,
+        score=score.score,
+        top=list(score.top or []),
+        split=image.split,
+        reviewed=bool(reviewed),
+        last_decision_id=last_decision_id,
+    )
+
+
+def queue_page(database: Database, scorer: str, filters: QueueFilters, limit: int = 50, offset: int = 0) -> QueuePage:
+    """Items in review order (unreviewed first, then highest score), with the filter's counts."""
+    query, reviewed = _base_query(scorer, filters)
+    ordered = query.order_by(reviewed.asc(), Score.score.desc(), Image.id).limit(limit).offset(offset)
+    counted = query.with_only_columns(func.count(), reviewed.label("r")).group_by(reviewed)
+    with database.read() as session:
+        items = [_item(*row) for row in session.execute(ordered).all()]
+        counts = {bool(r): n for n, r in session.execute(counted.order_by(None)).all()}
+    return QueuePage(items, sum(counts.values()), counts.get(False, 0))
+
+
+def lease_next(
+    database: Database, scorer: str, user_id: int, filters: QueueFilters, lease_s: int = DEFAULT_LEASE_S
+) -> QueueItem | None:
+    """The first unreviewed item nobody else holds, leased to user_id; None when none is left."""
+    filters = QueueFilters(**{**filters.__dict__, "reviewed": False})
+    for _ in range(5):  # a concurrent expert may take the same item first: then try the next
+        now = utcnow()
+        query, reviewed = _base_query(scorer, filters)
+        held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
+        query = query.where(~held_by_others).order_by(Score.score.desc(), Image.id).limit(1)
+        try:
+            with database.write() as session:
+                row = session.execute(query).first()
+                if row is None:
+                    return None
+                image_id = row[0].id
+                session.execute(
+                    delete(Lease).where(
+                        Lease.image_id == image_id, or_(Lease.user_id == user_id, Lease.expires_at <= now)
+                    )
+                )
+                session.execute(delete(Lease).where(Lease.user_id == user_id))  # one item at a time each
+                session.add(Lease(image_id=image_id, user_id=user_id, expires_at=now + timedelta(seconds=lease_s)))
+                session.flush()
+                return _item(*row)
+        except IntegrityError:
+            continue
+    return None
+
+
+def release_leases(database: Database, user_id: int) -> None:
+    """Give back whatever the user holds (after a decision, a skip or a logout)."""
+    with database.write() as session:
+        session.execute(delete(Lease).where(Lease.user_id == user_id))
