@@ -34,6 +34,7 @@ def build_app(context: Context):
     from ui.auth import make_login_check
     from ui.predict_page import build_predict_page
     from ui.review_page import build_review_page
+    from ui.review_tab import REVIEW_CSS, SHORTCUT_SCRIPT
 
     serving = Serving(context, threads=context.settings.predict_threads)
 
@@ -49,7 +50,13 @@ def build_app(context: Context):
     app.include_router(build_review_router(context))
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
-        app, build_review_page(context), path="/review", auth=make_login_check(context), max_file_size=max_file_size
+        app,
+        build_review_page(context),
+        path="/review",
+        auth=make_login_check(context),
+        max_file_size=max_file_size,
+        head=SHORTCUT_SCRIPT,
+        css=REVIEW_CSS,
     )
     app = gr.mount_gradio_app(app, build_predict_page(serving), path="/", max_file_size=max_file_size)
     return app

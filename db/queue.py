@@ -106,15 +106,20 @@ def queue_page(database: Database, scorer: str, filters: QueueFilters, limit: in
 
 
 def lease_next(
-    database: Database, scorer: str, user_id: int, filters: QueueFilters, lease_s: int = DEFAULT_LEASE_S
+    database: Database,
+    scorer: str,
+    user_id: int,
+    filters: QueueFilters,
+    lease_s: int = DEFAULT_LEASE_S,
+    skip: tuple[int, ...] = (),
 ) -> QueueItem | None:
-    """The first unreviewed item nobody else holds, leased to user_id; None when none is left."""
+    """The first unreviewed item nobody else holds (and not in skip), leased to user_id; None when none is left."""
     filters = QueueFilters(**{**filters.__dict__, "reviewed": False})
     for _ in range(5):  # a concurrent expert may take the same item first: then try the next
         now = utcnow()
         query, reviewed = _base_query(scorer, filters)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
-        query = query.where(~held_by_others).order_by(Score.score.desc(), Image.id).limit(1)
+        query = query.where(~held_by_others, Image.id.not_in(skip)).order_by(Score.score.desc(), Image.id).limit(1)
         try:
             with database.write() as session:
                 row = session.execute(query).first()

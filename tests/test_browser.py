@@ -86,3 +86,44 @@ def test_visitor_predicts_on_the_public_page(trained_server, page, tmp_path):
     expect(page.locator("#predict-label")).to_contain_text("disc")
     expect(page.locator("#predict-label")).to_contain_text("%")
     page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
+
+
+def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path):
+    from db import decisions as decision_db
+    from db.embeddings import NewScore, replace_scores
+    from labeling.ingest import import_paths
+    from labeling.scoring import scorer_name
+
+    context = live_server.context
+    images = distinct_images(3)
+    for name, label, data in (("a.png", "cat", images[0]), ("b.png", "dog", images[1]), ("c.png", "cat", images[2])):
+        (tmp_path / "in" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / label / name).write_bytes(data)
+    import_paths(context, [tmp_path / "in"])
+    rows = {r.original_name: r for r in image_db.iter_active_labeled(context.database)}
+    replace_scores(
+        context.database,
+        scorer_name(),
+        [
+            NewScore(rows["a.png"].id, 0.9, "cat", "dog", 0.1, [["dog", 0.9], ["cat", 0.1]]),
+            NewScore(rows["b.png"].id, 0.6, "dog", "cat", 0.4, [["cat", 0.6], ["dog", 0.4]]),
+            NewScore(rows["c.png"].id, 0.1, "cat", "cat", 0.9, [["cat", 0.9], ["dog", 0.1]]),
+        ],
+    )
+
+    log_in(page, live_server.url, EXPERT)
+    facts = page.locator("#review-facts")
+    expect(facts).to_contain_text("the model says dog")
+    expect(facts).to_contain_text("a.png")
+    page.keyboard.press("2")  # relabel to the 2nd class: dog
+    expect(facts).to_contain_text("b.png")
+    page.keyboard.press("k")
+    expect(facts).to_contain_text("c.png")
+    expect(page.locator("#review-progress")).to_contain_text("Reviewed this session: 2")
+    page.keyboard.press("u")  # undo the keep of b.png: it comes back first
+    expect(facts).to_contain_text("b.png")
+    page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+
+    log = decision_db.list_decisions(context.database)
+    assert [(d.action, d.user_name) for d in log] == [("relabel", "bob"), ("keep", "bob"), ("undo", "bob")]
+    assert image_db.get_image(context.database, rows["a.png"].id).label == "dog"

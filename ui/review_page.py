@@ -7,6 +7,7 @@ import gradio as gr
 from context import Context
 from db.users import get_user
 from ui.admin_tab import build_admin_tab
+from ui.review_tab import build_review_tab
 
 REVIEW_PLACEHOLDER = (
     "The review queue appears here once a model has scored the images (the review-queue issue builds it)."
@@ -28,8 +29,8 @@ def build_review_page(context: Context) -> gr.Blocks:
         gr.Markdown("# Loupe")
         who = gr.Markdown(elem_id="who")
         with gr.Tabs():
-            with gr.Tab("Review", id="review"):
-                gr.Markdown(REVIEW_PLACEHOLDER)
+            show_next = build_review_tab(context)
             admin = build_admin_tab(context)
         page.load(on_load, outputs=[who, admin])
+        page.load(**show_next)
     return page
