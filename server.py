@@ -163,7 +163,7 @@ def cmd_export(context: Context, args: argparse.Namespace) -> int:
         summary = export_dataset(context, args.dest, args.format, progress)
     finally:
         progress.close()
-    print(f"exported {summary.images} images to {summary.destination}")
+    print(f"exported {summary.images} images and {summary.decisions} decisions to {summary.destination}")
     return 0
 
 

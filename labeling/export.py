@@ -10,6 +10,7 @@ from pathlib import Path
 from context import Context
 from db import images as image_db
 from errors import LoupeError
+from labeling.decision_log import write_decision_log
 from labeling.ingest import ProgressFn
 
 FORMATS = ("folders", "csv")
@@ -25,10 +26,11 @@ class ExportSummary:
 
     destination: Path
     images: int
+    decisions: int
 
 
 def export_dataset(context: Context, destination: Path, fmt: str, progress: ProgressFn | None = None) -> ExportSummary:
-    """Write DEST/{train,valid}/<label>/ files, or DEST/cleaned.csv with DEST/images/."""
+    """Write DEST/{train,valid}/<label>/ files, or DEST/cleaned.csv with DEST/images/; and DEST/decisions.csv."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     destination = Path(destination)
@@ -54,4 +56,5 @@ def export_dataset(context: Context, destination: Path, fmt: str, progress: Prog
             writer = csv.writer(handle)
             writer.writerow(["name", "label", "is_valid", "original_name", "source"])
             writer.writerows(csv_rows)
-    return ExportSummary(destination, len(rows))
+    decisions = write_decision_log(context, destination / "decisions.csv")
+    return ExportSummary(destination, len(rows), decisions)

@@ -51,6 +51,25 @@ def test_export_folders_holds_active_labeled_images_by_split(context, tmp_path, 
     assert not any(small_dataset.content_hash in f for f in files)
 
 
+def test_export_writes_the_decision_log(context, tmp_path, small_dataset):
+    from db import decisions as decision_db
+    from db.users import add_user
+
+    expert = add_user(context.database, "eve", "expert", "eve-password")
+    image = next(image_db.iter_active_labeled(context.database))
+    decision_db.decide(context.database, image.id, expert.id, "relabel", expected_last_id=None, new_label="dog")
+    decision_db.undo_last(context.database, expert.id)
+    summary = export_dataset(context, tmp_path / "out", "folders")
+    with open(tmp_path / "out" / "decisions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert summary.decisions == 2
+    assert [(r["user"], r["action"], r["old_label"], r["new_label"]) for r in rows] == [
+        ("eve", "relabel", image.label, "dog"),
+        ("eve", "undo", "dog", image.label),
+    ]
+    assert rows[1]["undoes"] == rows[0]["id"]
+
+
 def test_export_csv_is_like_fastais_cleaned_csv(context, tmp_path, small_dataset):
     export_dataset(context, tmp_path / "out", "csv")
     with open(tmp_path / "out" / "cleaned.csv", newline="") as handle:
