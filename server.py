@@ -297,6 +297,27 @@ def cmd_score(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_find_duplicates(context: Context, args: argparse.Namespace) -> int:
+    from db.duplicates import pending_pairs
+    from labeling.duplicates import find_duplicates
+    from labeling.scoring import ensure_embeddings
+    from models.embedder import Embedder
+
+    embedder = Embedder(context.settings.data_dir, size=224)
+    progress = CliProgress(f"embed {embedder.key}")
+    ensure_embeddings(context, embedder, progress)
+    progress.close()
+    added = find_duplicates(context, args.threshold)
+    pending = pending_pairs(context.database, limit=args.top)
+    print(f"{added} new near-duplicate pairs; pending (most similar first):")
+    for pair in pending:
+        print(
+            f"  pair {pair.id}: image {pair.first_id} {pair.first_name} ~ image {pair.second_id} "
+            f"{pair.second_name} (similarity {pair.similarity:.3f})"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, each with --help."""
     parser = argparse.ArgumentParser(prog="server.py", description="Loupe image labeling and retraining server.")
@@ -362,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="embed new images and rank every label by how likely it is wrong")
     score.add_argument("--top", type=int, default=20, help="how many of the likeliest errors to print")
     score.set_defaults(handler=cmd_score)
+
+    dupes = commands.add_parser("find-duplicates", help="pair up near-duplicate images by their embeddings")
+    dupes.add_argument("--threshold", type=float, default=0.985, help="cosine similarity that counts (default 0.985)")
+    dupes.add_argument("--top", type=int, default=20, help="how many pending pairs to print")
+    dupes.set_defaults(handler=cmd_find_duplicates)
 
     stats = commands.add_parser("stats", help="print dataset counts")
     stats.add_argument("--json", action="store_true", help="print one JSON object")

@@ -181,3 +181,20 @@ class Lease(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DuplicatePair(Base):
+    """Two active images whose embeddings are nearly the same, waiting for an expert's call."""
+
+    __tablename__ = "duplicate_pairs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    second_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    similarity: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | resolved
+    resolution: Mapped[str | None] = mapped_column(String(20))  # keep_first | keep_second | keep_both | keep_neither
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("first_id", "second_id"),)
