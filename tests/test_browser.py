@@ -90,26 +90,9 @@ def test_visitor_predicts_on_the_public_page(trained_server, page, tmp_path):
 
 def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path):
     from db import decisions as decision_db
-    from db.embeddings import NewScore, replace_scores
-    from labeling.ingest import import_paths
-    from labeling.scoring import scorer_name
 
     context = live_server.context
-    images = distinct_images(3)
-    for name, label, data in (("a.png", "cat", images[0]), ("b.png", "dog", images[1]), ("c.png", "cat", images[2])):
-        (tmp_path / "in" / label).mkdir(parents=True, exist_ok=True)
-        (tmp_path / "in" / label / name).write_bytes(data)
-    import_paths(context, [tmp_path / "in"])
-    rows = {r.original_name: r for r in image_db.iter_active_labeled(context.database)}
-    replace_scores(
-        context.database,
-        scorer_name(),
-        [
-            NewScore(rows["a.png"].id, 0.9, "cat", "dog", 0.1, [["dog", 0.9], ["cat", 0.1]]),
-            NewScore(rows["b.png"].id, 0.6, "dog", "cat", 0.4, [["cat", 0.6], ["dog", 0.4]]),
-            NewScore(rows["c.png"].id, 0.1, "cat", "cat", 0.9, [["cat", 0.9], ["dog", 0.1]]),
-        ],
-    )
+    rows = seed_review_queue(context, tmp_path)
 
     log_in(page, live_server.url, EXPERT)
     facts = page.locator("#review-facts")
@@ -127,3 +110,48 @@ def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path)
     log = decision_db.list_decisions(context.database)
     assert [(d.action, d.user_name) for d in log] == [("relabel", "bob"), ("keep", "bob"), ("undo", "bob")]
     assert image_db.get_image(context.database, rows["a.png"].id).label == "dog"
+
+
+def seed_review_queue(context, tmp_path) -> dict:
+    """Three imported images (a.png cat, b.png dog, c.png cat) with scores a > b > c; rows by name."""
+    from db.embeddings import NewScore, replace_scores
+    from labeling.ingest import import_paths
+    from labeling.scoring import scorer_name
+
+    images = distinct_images(3)
+    for name, label, data in (("a.png", "cat", images[0]), ("b.png", "dog", images[1]), ("c.png", "cat", images[2])):
+        (tmp_path / "in" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / label / name).write_bytes(data)
+    import_paths(context, [tmp_path / "in"])
+    rows = {r.original_name: r for r in image_db.iter_active_labeled(context.database)}
+    replace_scores(
+        context.database,
+        scorer_name(),
+        [
+            NewScore(rows["a.png"].id, 0.9, "cat", "dog", 0.1, [["dog", 0.9], ["cat", 0.1]]),
+            NewScore(rows["b.png"].id, 0.6, "dog", "cat", 0.4, [["cat", 0.6], ["dog", 0.4]]),
+            NewScore(rows["c.png"].id, 0.1, "cat", "cat", 0.9, [["cat", 0.9], ["dog", 0.1]]),
+        ],
+    )
+    return rows
+
+
+def test_expert_applies_a_page_of_grid_decisions(live_server, page, tmp_path):
+    from db import decisions as decision_db
+
+    context = live_server.context
+    rows = seed_review_queue(context, tmp_path)
+    log_in(page, live_server.url, EXPERT)
+    page.get_by_role("tab", name="Grid").click()
+    expect(page.locator("#grid-summary")).to_contain_text("The 3 likeliest wrong labels of 3 unreviewed")
+    expect(page.locator("#grid-caption-0")).to_contain_text("cat → model: dog")
+    page.locator("#grid-choice-0").get_by_text("relabel to prediction").click()
+    page.locator("#grid-choice-1").get_by_text("delete").click()
+    page.locator("#grid-apply").click()
+    expect(page.locator("#grid-summary")).to_contain_text("of 1 unreviewed")
+    log = decision_db.list_decisions(context.database)
+    assert sorted((d.image_id, d.action) for d in log) == sorted(
+        [(rows["a.png"].id, "relabel"), (rows["b.png"].id, "delete")]
+    )
+    assert image_db.get_image(context.database, rows["a.png"].id).label == "dog"
+    assert image_db.get_image(context.database, rows["b.png"].id).status == "deleted"

@@ -7,6 +7,7 @@ import gradio as gr
 from context import Context
 from db.users import get_user
 from ui.admin_tab import build_admin_tab
+from ui.grid_tab import build_grid_tab
 from ui.review_tab import build_review_tab
 
 REVIEW_PLACEHOLDER = (
@@ -30,6 +31,7 @@ def build_review_page(context: Context) -> gr.Blocks:
         who = gr.Markdown(elem_id="who")
         with gr.Tabs():
             show_next = build_review_tab(context)
+            build_grid_tab(context)
             admin = build_admin_tab(context)
         page.load(on_load, outputs=[who, admin])
         page.load(**show_next)
