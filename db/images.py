@@ -134,15 +134,6 @@ def iter_active_labeled(database: Database, batch_size: int = 500) -> Iterator[I
         last_id = rows[-1][0].id
 
 
-def set_status(database: Database, image_id: int, status: str) -> None:
-    """Mark an image active or deleted (decisions call this; the file stays)."""
-    with database.write() as session:
-        image = session.get(Image, image_id)
-        if image is None:
-            raise LookupError(f"no image with id {image_id}")
-        image.status = status
-
-
 def count_images(database: Database) -> int:
     """How many images are stored, in any status."""
     with database.read() as session:

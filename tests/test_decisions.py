@@ -10,6 +10,20 @@ from db import images as image_db
 from db import users as user_db
 
 
+def delete_as_expert(context, image_id: int) -> None:
+    """Delete an image the way an expert does: through a decision."""
+    expert = user_db.get_user(context.database, "deleter") or user_db.add_user(
+        context.database, "deleter", "expert", "deleter-password"
+    )
+    decision_db.decide(
+        context.database,
+        image_id,
+        expert.id,
+        "delete",
+        expected_last_id=decision_db.last_decision_id(context.database, image_id),
+    )
+
+
 @pytest.fixture
 def people_and_image(context):
     ann = user_db.add_user(context.database, "ann", "expert", "ann-password")

@@ -6,6 +6,7 @@ import csv
 
 import pytest
 from conftest import distinct_images
+from test_decisions import delete_as_expert
 
 from db import images as image_db
 from db.stats import dataset_stats
@@ -39,7 +40,7 @@ def small_dataset(context, tmp_path):
     (tmp_path / "in" / "unlabeled.png").write_bytes(distinct_images(7)[6])
     import_paths(context, [tmp_path / "in"])
     deleted = image_db.find_by_hash(context.database, next(image_db.iter_active_labeled(context.database)).content_hash)
-    image_db.set_status(context.database, deleted.id, "deleted")
+    delete_as_expert(context, deleted.id)
     return deleted
 
 
@@ -62,12 +63,13 @@ def test_export_writes_the_decision_log(context, tmp_path, small_dataset):
     summary = export_dataset(context, tmp_path / "out", "folders")
     with open(tmp_path / "out" / "decisions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert summary.decisions == 2
+    assert summary.decisions == 3  # the fixture's delete, then eve's two
     assert [(r["user"], r["action"], r["old_label"], r["new_label"]) for r in rows] == [
+        ("deleter", "delete", rows[0]["old_label"], rows[0]["old_label"]),
         ("eve", "relabel", image.label, "dog"),
         ("eve", "undo", "dog", image.label),
     ]
-    assert rows[1]["undoes"] == rows[0]["id"]
+    assert rows[2]["undoes"] == rows[1]["id"]
 
 
 def test_export_csv_is_like_fastais_cleaned_csv(context, tmp_path, small_dataset):

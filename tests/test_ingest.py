@@ -9,6 +9,7 @@ import zipfile
 import pytest
 from conftest import distinct_images, image_bytes, open_context
 from PIL import Image
+from test_decisions import delete_as_expert
 
 from db import images as image_db
 from db.imports import list_rejections
@@ -188,7 +189,7 @@ def test_split_survives_deletes_and_reimports(context, tmp_path):
     before = {r.content_hash: r.split for r in image_db.iter_active_labeled(context.database)}
     assert set(before.values()) == {"train", "valid"}
     victim = image_db.find_by_hash(context.database, next(iter(before)))
-    image_db.set_status(context.database, victim.id, "deleted")
+    delete_as_expert(context, victim.id)
     for i, data in enumerate(distinct_images(40)[30:]):
         write(tmp_path / "more" / "cat" / f"{i}.png", data)
     import_paths(context, [tmp_path / "more", tmp_path / "in"])
