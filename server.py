@@ -176,7 +176,10 @@ def cmd_stats(context: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(stats)))
         return 0
-    print(f"images: {stats.total} ({stats.active} active, {stats.deleted} deleted, {stats.unlabeled} unlabeled)")
+    print(
+        f"images: {stats.total} ({stats.active} active, {stats.deleted} deleted, {stats.purged} purged, "
+        f"{stats.unlabeled} unlabeled)"
+    )
     print(f"split: {stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid")
     print(f"rejected at import: {stats.rejected}")
     for label, per_split in stats.by_label.items():

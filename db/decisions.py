@@ -18,7 +18,7 @@ from db.labels import get_or_create_label
 from db.schema import Decision, Image, Label, User
 from errors import LoupeError
 
-ACTIONS = ("keep", "relabel", "delete", "restore")
+ACTIONS = ("keep", "relabel", "delete", "restore", "purge")
 
 
 class StaleDecision(LoupeError):
@@ -98,7 +98,13 @@ def decide(
         elif action == "delete":
             image.status = "deleted"
         elif action == "restore":
+            if image.status != "deleted":
+                raise DecisionError(f"image {image_id} is {image.status}; only deleted images can be restored")
             image.status = "active"
+        elif action == "purge":
+            if image.status != "deleted":
+                raise DecisionError(f"image {image_id} is {image.status}; only deleted images can be purged")
+            image.status = "purged"  # the row stays for the log; the files go (labeling.purge)
         row = Decision(
             image_id=image_id,
             user_id=user_id,
@@ -119,7 +125,7 @@ def undo_last(database: Database, user_id: int) -> DecisionRow:
         undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
         target = session.scalar(
             select(Decision)
-            .where(Decision.user_id == user_id, Decision.action != "undo", Decision.id.not_in(undone))
+            .where(Decision.user_id == user_id, Decision.action.not_in(("undo", "purge")), Decision.id.not_in(undone))
             .order_by(Decision.id.desc())
             .limit(1)
         )
@@ -172,3 +178,27 @@ def list_decisions(database: Database, image_id: int | None = None) -> list[Deci
         query = query.where(Decision.image_id == image_id)
     with database.read() as session:
         return [_row(session, d) for d in session.scalars(query)]
+
+
+@dataclass(frozen=True)
+class DeletedImage:
+    """A soft-deleted image, for the Admin tab's restore and purge."""
+
+    image_id: int
+    original_name: str
+    label: str | None
+    stored_path: str
+    thumb_path: str
+
+
+def deleted_images(database: Database, limit: int = 500) -> list[DeletedImage]:
+    """Images deleted (not purged), newest first."""
+    with database.read() as session:
+        rows = session.execute(
+            select(Image, Label.name)
+            .outerjoin(Label, Image.label_id == Label.id)
+            .where(Image.status == "deleted")
+            .order_by(Image.id.desc())
+            .limit(limit)
+        ).all()
+    return [DeletedImage(i.id, i.original_name, name, i.stored_path, i.thumb_path) for i, name in rows]

@@ -17,6 +17,7 @@ class DatasetStats:
     total: int = 0
     active: int = 0
     deleted: int = 0
+    purged: int = 0
     unlabeled: int = 0
     rejected: int = 0
     by_split: dict[str, int] = field(default_factory=dict)
@@ -36,8 +37,8 @@ def dataset_stats(database: Database) -> DatasetStats:
         stats.rejected = session.scalar(select(func.count()).select_from(ImportRejection)) or 0
     for status, split, label, count in rows:
         stats.total += count
-        if status == "deleted":
-            stats.deleted += count
+        if status in ("deleted", "purged"):
+            setattr(stats, status, getattr(stats, status) + count)
             continue
         stats.active += count
         stats.by_split[split] = stats.by_split.get(split, 0) + count

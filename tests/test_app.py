@@ -51,3 +51,35 @@ def test_expert_cannot_call_admin_handlers(live_server, tmp_path):
     with pytest.raises(Exception, match="admin role"):
         client.predict(api_name="/admin_stats")
     assert image_db.count_images(live_server.context.database) == 0
+
+
+def test_admin_restores_and_purges_deleted_images(live_server, tmp_path):
+    from db import decisions as decision_db
+    from labeling.ingest import import_paths
+
+    context = live_server.context
+    for i, data in enumerate(distinct_images(2)):
+        (tmp_path / "in" / "cat").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / "cat" / f"{i}.png").write_bytes(data)
+    import_paths(context, [tmp_path / "in"])
+    first, second = list(image_db.iter_active_labeled(context.database))
+    bob = __import__("db.users", fromlist=["get_user"]).get_user(context.database, EXPERT[0])
+    for image in (first, second):
+        decision_db.decide(context.database, image.id, bob.id, "delete", expected_last_id=None)
+
+    expert = Client(f"{live_server.url}/review/", auth=EXPERT, verbose=False)
+    with pytest.raises(Exception, match="admin role"):  # noqa: B017 (gradio_client wraps it)
+        expert.predict([second.id], api_name="/admin_purge")
+    assert context.store.absolute(second.stored_path).exists()
+
+    admin = Client(f"{live_server.url}/review/", auth=ADMIN, verbose=False)
+    admin.predict([first.id], api_name="/admin_restore")
+    admin.predict([second.id], api_name="/admin_purge")
+    assert image_db.get_image(context.database, first.id).status == "active"
+    assert image_db.get_image(context.database, second.id).status == "purged"
+    assert not context.store.absolute(second.stored_path).exists()
+    assert not context.store.absolute(second.thumb_path).exists()
+    actions = [(d.user_name, d.action) for d in decision_db.list_decisions(context.database)]
+    assert actions[-2:] == [("alice", "restore"), ("alice", "purge")]
+    reimported = import_paths(context, [tmp_path / "in"])  # a purged image stays out
+    assert (reimported.added, reimported.duplicates) == (0, 2)

@@ -116,3 +116,17 @@ def test_concurrent_decisions_on_one_image_let_exactly_one_through(people_and_im
         thread.join()
     assert sorted(outcomes) == ["recorded"] + ["stale"] * 7
     assert len(decision_db.list_decisions(database, image.id)) == 1
+
+
+def test_restore_and_purge_need_a_deleted_image_and_purge_is_not_undone(people_and_image):
+    database, ann, _, image = people_and_image
+    for action in ("restore", "purge"):
+        with pytest.raises(decision_db.DecisionError, match="only deleted images"):
+            decision_db.decide(database, image.id, ann.id, action, expected_last_id=None)
+    deleted = decision_db.decide(database, image.id, ann.id, "delete", expected_last_id=None)
+    decision_db.decide(database, image.id, ann.id, "purge", expected_last_id=deleted.id)
+    assert image_db.get_image(database, image.id).status == "purged"
+    assert decision_db.deleted_images(database) == []
+    with pytest.raises(decision_db.StaleDecision):  # the purge stands: the delete under it cannot be undone
+        decision_db.undo_last(database, ann.id)
+    assert image_db.get_image(database, image.id).status == "purged"

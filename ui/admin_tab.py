@@ -6,9 +6,11 @@ import gradio as gr
 import pandas as pd
 
 from context import Context
+from db.decisions import DecisionError, StaleDecision, deleted_images
 from db.imports import list_rejections
 from db.stats import dataset_stats
 from labeling.ingest import import_paths
+from labeling.purge import purge_image, restore_image
 from ui.auth import require_role_in_handler
 
 STATS_COLUMNS = ["label", "train", "valid", "total"]
@@ -42,12 +44,43 @@ def rejections_table(context: Context, batch_id: int | None = None) -> pd.DataFr
     return pd.DataFrame(rows, columns=REJECTION_COLUMNS)
 
 
+def deleted_choices(context: Context) -> list[tuple[str, int]]:
+    """(shown text, image id) for every deleted image, newest first."""
+    return [
+        (f"{d.image_id}: {d.original_name} ({d.label or 'unlabeled'})", d.image_id)
+        for d in deleted_images(context.database)
+    ]
+
+
 def make_handlers(context: Context):
     """The Admin tab's handlers, bound to this Loupe instance."""
 
     def refresh(request: gr.Request):
         require_role_in_handler(context, request, "admin")
-        return stats_summary_markdown(context), stats_table(context), rejections_table(context)
+        return (
+            stats_summary_markdown(context),
+            stats_table(context),
+            rejections_table(context),
+            gr.Dropdown(choices=deleted_choices(context), value=[]),
+        )
+
+    def apply_to_deleted(operation, verb: str):
+        def handler(selected: list[int] | None, request: gr.Request):
+            user = require_role_in_handler(context, request, "admin")
+            if not selected:
+                raise gr.Error(f"Choose the deleted images to {verb} first.")
+            failed = []
+            for image_id in selected:
+                try:
+                    operation(context, int(image_id), user.id)
+                except (DecisionError, StaleDecision) as refused:
+                    failed.append(str(refused))
+            if failed:
+                gr.Warning(f"{len(failed)} not done: {'; '.join(failed)}")
+            gr.Info(f"{len(selected) - len(failed)} image(s) {verb}d.")
+            return stats_summary_markdown(context), gr.Dropdown(choices=deleted_choices(context), value=[])
+
+        return handler
 
     def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()):
         user = require_role_in_handler(context, request, "admin")
@@ -75,12 +108,14 @@ def make_handlers(context: Context):
             rejections_table(context, summary.batch_id),
         )
 
-    return refresh, upload
+    restore = apply_to_deleted(restore_image, "restore")
+    purge = apply_to_deleted(purge_image, "purge")
+    return refresh, upload, restore, purge
 
 
 def build_admin_tab(context: Context) -> gr.Tab:
     """The Admin tab's components and wiring; call inside a gr.Blocks."""
-    refresh, upload = make_handlers(context)
+    refresh, upload, restore, purge = make_handlers(context)
     with gr.Tab("Admin", id="admin", visible=False) as tab:
         gr.Markdown("## Dataset")
         summary = gr.Markdown(elem_id="admin-stats-summary")
@@ -94,10 +129,20 @@ def build_admin_tab(context: Context) -> gr.Tab:
         upload_button = gr.Button("Import", variant="primary", elem_id="admin-import")
         result = gr.Markdown(elem_id="admin-import-result")
         rejections = gr.Dataframe(headers=REJECTION_COLUMNS, label="Rejected items", interactive=False)
+        gr.Markdown("## Deleted images\nRestore brings them back; purge removes their files for good (the log stays).")
+        # Custom values let scripts pass image ids through the Gradio API without loading the page first.
+        deleted = gr.Dropdown(
+            [], multiselect=True, allow_custom_value=True, label="Deleted images", elem_id="admin-deleted"
+        )
+        with gr.Row():
+            restore_button = gr.Button("Restore selected", elem_id="admin-restore")
+            purge_button = gr.Button("Purge selected (removes files)", variant="stop", elem_id="admin-purge")
 
-    refresh_button.click(refresh, outputs=[summary, per_label, rejections], api_name="admin_stats")
+    refresh_button.click(refresh, outputs=[summary, per_label, rejections, deleted], api_name="admin_stats")
     upload_button.click(
         upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"
     )
-    tab.select(refresh, outputs=[summary, per_label, rejections], api_visibility="private")
+    tab.select(refresh, outputs=[summary, per_label, rejections, deleted], api_visibility="private")
+    restore_button.click(restore, inputs=deleted, outputs=[summary, deleted], api_name="admin_restore")
+    purge_button.click(purge, inputs=deleted, outputs=[summary, deleted], api_name="admin_purge")
     return tab
