@@ -119,6 +119,11 @@ def decide(
         return _row(session, row)
 
 
+def decide_on_current(database: Database, image_id: int, user_id: int | None, action: str, **details) -> DecisionRow:
+    """decide() on the image as it is now: for admin actions and duplicate calls that show no single view."""
+    return decide(database, image_id, user_id, action, expected_last_id=last_decision_id(database, image_id), **details)
+
+
 def undo_last(database: Database, user_id: int) -> DecisionRow:
     """Append the decision that reverses this user's newest decision not yet undone."""
     with database.write() as session:

@@ -11,15 +11,18 @@ from db.engine import Database
 from db.schema import Embedding, Image, Label, Score
 
 
-def image_ids_without_embedding(database: Database, embedder: str) -> list[int]:
-    """Active images that have no embedding from this embedder yet."""
+def images_without_embedding(database: Database, embedder: str) -> list[tuple[int, str]]:
+    """(id, stored path) of active images that have no embedding from this embedder yet."""
     cached = select(Embedding.image_id).where(Embedding.embedder == embedder)
     with database.read() as session:
-        return list(
-            session.scalars(
-                select(Image.id).where(Image.status == "active", Image.id.not_in(cached)).order_by(Image.id)
+        return [
+            (image_id, path)
+            for image_id, path in session.execute(
+                select(Image.id, Image.stored_path)
+                .where(Image.status == "active", Image.id.not_in(cached))
+                .order_by(Image.id)
             )
-        )
+        ]
 
 
 def store_embeddings(database: Database, embedder: str, image_ids: list[int], vectors: np.ndarray) -> None:

@@ -52,12 +52,11 @@ def resolve_pair(context: Context, pair_id: int, resolution: str, user_id: int) 
         "keep_neither": [pair.first_id, pair.second_id],
     }[resolution]
     for image_id in to_delete:
-        decision_db.decide(
+        decision_db.decide_on_current(
             context.database,
             image_id,
             user_id,
             "delete",
-            expected_last_id=decision_db.last_decision_id(context.database, image_id),
             model_version=f"duplicates:{embedder_key(224)}",
             score=pair.similarity,
         )

@@ -9,24 +9,12 @@ from db import images as image_db
 
 def restore_image(context: Context, image_id: int, user_id: int) -> None:
     """Bring a deleted image back into the dataset."""
-    decision_db.decide(
-        context.database,
-        image_id,
-        user_id,
-        "restore",
-        expected_last_id=decision_db.last_decision_id(context.database, image_id),
-    )
+    decision_db.decide_on_current(context.database, image_id, user_id, "restore")
 
 
 def purge_image(context: Context, image_id: int, user_id: int) -> None:
     """Remove a deleted image's files for good; its row and decisions stay as the record."""
-    decision_db.decide(
-        context.database,
-        image_id,
-        user_id,
-        "purge",
-        expected_last_id=decision_db.last_decision_id(context.database, image_id),
-    )
+    decision_db.decide_on_current(context.database, image_id, user_id, "purge")
     row = image_db.get_image(context.database, image_id)
     for relpath in (row.stored_path, row.thumb_path):
         context.store.absolute(relpath).unlink(missing_ok=True)

@@ -11,7 +11,6 @@ flipped labels first, against 0.84 for 128 px alone with sklearn's default regul
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable
 
@@ -20,7 +19,6 @@ from PIL import Image
 
 from context import Context
 from db import embeddings as embedding_db
-from db import images as image_db
 from models.embedder import Embedder, embedder_key
 
 RANKINGS = ("self_confidence", "normalized_margin", "loss")
@@ -105,16 +103,16 @@ def label_error_scores(probabilities: np.ndarray, given: np.ndarray, ranking: st
 
 def ensure_embeddings(context: Context, embedder: Embedder, progress: Callable[[int, int], None] | None = None) -> int:
     """Embed every active image that has no cached embedding; returns how many were computed."""
-    missing = embedding_db.image_ids_without_embedding(context.database, embedder.key)
+    missing = embedding_db.images_without_embedding(context.database, embedder.key)
     for start in range(0, len(missing), EMBED_BATCH):
-        batch_ids = missing[start : start + EMBED_BATCH]
+        batch = missing[start : start + EMBED_BATCH]
         images = []
-        for image_id in batch_ids:
-            row = image_db.get_image(context.database, image_id)
-            with Image.open(io.BytesIO(context.store.absolute(row.stored_path).read_bytes())) as image:
+        for _, stored_path in batch:
+            with Image.open(context.store.absolute(stored_path)) as image:
                 image.load()
-                images.append(image.copy())
-        embedding_db.store_embeddings(context.database, embedder.key, batch_ids, embedder.embed(images))
+                images.append(image)
+        vectors = embedder.embed(images)
+        embedding_db.store_embeddings(context.database, embedder.key, [image_id for image_id, _ in batch], vectors)
         if progress:
             progress(min(start + EMBED_BATCH, len(missing)), len(missing))
     return len(missing)

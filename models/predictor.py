@@ -76,11 +76,14 @@ class LoadedModel:
         batch = np.stack([prepare(image, self.size, self.mean, self.std) for image in images])
         return softmax(self.logits(batch))
 
-    def predict(self, image: Image.Image, top: int | None = None) -> Prediction:
-        """The classes sorted by probability (all, or the top few)."""
-        probabilities = self.probabilities([image])[0]
+    def ranked(self, probabilities: np.ndarray, top: int | None = None) -> Prediction:
+        """One image's probabilities as a Prediction: classes most likely first (all, or the top few)."""
         order = np.argsort(-probabilities)[:top]
         return Prediction(self.version, [(self.classes[i], float(probabilities[i])) for i in order])
+
+    def predict(self, image: Image.Image, top: int | None = None) -> Prediction:
+        """The classes sorted by probability (all, or the top few)."""
+        return self.ranked(self.probabilities([image])[0], top)
 
 
 @dataclass
@@ -134,8 +137,7 @@ class Predictor:
         job.done.wait()
         if job.error is not None:
             raise job.error
-        order = np.argsort(-job.probabilities)[:top]
-        return Prediction(model.version, [(model.classes[i], float(job.probabilities[i])) for i in order])
+        return model.ranked(job.probabilities, top)
 
     def _run_batches(self) -> None:
         while True:

@@ -15,13 +15,7 @@ def delete_as_expert(context, image_id: int) -> None:
     expert = user_db.get_user(context.database, "deleter") or user_db.add_user(
         context.database, "deleter", "expert", "deleter-password"
     )
-    decision_db.decide(
-        context.database,
-        image_id,
-        expert.id,
-        "delete",
-        expected_last_id=decision_db.last_decision_id(context.database, image_id),
-    )
+    decision_db.decide_on_current(context.database, image_id, expert.id, "delete")
 
 
 @pytest.fixture
