@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
 import pytest
+from conftest import LoopbackSite, serve_site
 from gradio_client import Client, handle_file
 from PIL import Image
 from training_fixtures import clone_version, copy_data_dir, open_data_dir, shape_image
@@ -53,7 +53,7 @@ def test_rest_predict_without_a_file_is_a_4xx(trained_server):
     assert httpx.post(f"{trained_server.url}/api/predict", timeout=10).status_code == 422
 
 
-class OneImage(BaseHTTPRequestHandler):
+class OneImage(LoopbackSite):
     def do_GET(self):  # noqa: N802
         if self.path == "/disc.png":
             body, status = shape_image("disc", seed=3), 200
@@ -64,21 +64,13 @@ class OneImage(BaseHTTPRequestHandler):
             return
         else:
             body, status = b"nope", 404
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_body(status, "image/png" if status == 200 else "text/plain", body)
 
 
 @pytest.fixture
 def image_site():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), OneImage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve_site(OneImage) as url:
+        yield url
 
 
 def test_classify_url_fetches_follows_redirects_and_refuses_bad_urls(trained_server, image_site):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import distinct_images
+from conftest import LoopbackSite, distinct_images, serve_site
 
 from db import images as image_db
 from db.imports import list_rejections
@@ -17,7 +15,7 @@ from labeling.urls import import_url_lists, read_url_list
 IMAGES = distinct_images(4)
 
 
-class ImageSite(BaseHTTPRequestHandler):
+class ImageSite(LoopbackSite):
     """Serves good images, a 404, a slow page, HTML posing as a JPEG and a flaky 500."""
 
     hits: dict[str, int] = {}
@@ -25,39 +23,26 @@ class ImageSite(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (the stdlib's name)
         ImageSite.hits[self.path] = ImageSite.hits.get(self.path, 0) + 1
         if self.path.startswith("/img/"):
-            self._send(200, "image/png", IMAGES[int(self.path.split("/")[-1].split(".")[0])])
+            self.send_body(200, "image/png", IMAGES[int(self.path.split("/")[-1].split(".")[0])])
         elif self.path == "/slow.jpg":
             time.sleep(2)
-            self._send(200, "image/jpeg", IMAGES[0])
+            self.send_body(200, "image/jpeg", IMAGES[0])
         elif self.path == "/fake.jpg":
-            self._send(200, "image/jpeg", b"<!doctype html><html><body>Sign in to continue</body></html>")
+            self.send_body(200, "image/jpeg", b"<!doctype html><html><body>Sign in to continue</body></html>")
         elif self.path == "/flaky.png":
             if ImageSite.hits[self.path] == 1:
-                self._send(503, "text/plain", b"try again")
+                self.send_body(503, "text/plain", b"try again")
             else:
-                self._send(200, "image/png", IMAGES[3])
+                self.send_body(200, "image/png", IMAGES[3])
         else:
-            self._send(404, "text/plain", b"no such thing")
-
-    def _send(self, status: int, content_type: str, body: bytes):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+            self.send_body(404, "text/plain", b"no such thing")
 
 
 @pytest.fixture
 def site():
     ImageSite.hits = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ImageSite)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve_site(ImageSite) as url:
+        yield url
 
 
 def write_lists(tmp_path, site):
