@@ -31,27 +31,35 @@ def build_app(context: Context):
     from api.review import build_review_router
     from api.routes import build_router
     from models.serving import Serving
+    from training.scheduler import LoopScheduler
     from ui.auth import make_login_check
     from ui.predict_page import build_predict_page
     from ui.review_page import build_review_page
     from ui.review_tab import REVIEW_CSS, SHORTCUT_SCRIPT
 
     serving = Serving(context, threads=context.settings.predict_threads)
+    settings = context.settings
+    loop = LoopScheduler(context, settings.scheduler_tick_s, settings.retrain_check_s) if settings.scheduler else None
 
     @asynccontextmanager
     async def lifespan(_app):
         serving.start()
+        if loop:
+            loop.start()
         yield
+        if loop:
+            loop.stop()
         serving.stop()
 
     app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.", lifespan=lifespan)
     app.state.serving = serving
+    app.state.loop = loop
     app.include_router(build_router(context, serving))
     app.include_router(build_review_router(context))
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
         app,
-        build_review_page(context),
+        build_review_page(context, loop),
         path="/review",
         auth=make_login_check(context),
         max_file_size=max_file_size,
@@ -256,8 +264,13 @@ def cmd_train(context: Context, args: argparse.Namespace) -> int:
         print(f"  learning-rate finder suggested {metrics['lr_find']['suggested_lr']:.2e}")
     for sentence in metrics.get("diagnosis", []):
         print(f"  diagnosis: {sentence}")
-    promoted = "" if args.no_promote else " and promoted"
-    print(f"model version v{run_id} written{promoted}")
+    gate = metrics.get("gate")
+    if gate is None:
+        print(f"model version v{run_id} written (a candidate; promote it with `server.py promote v{run_id}`)")
+    else:
+        print(
+            f"model version v{run_id} written and {'promoted' if gate['promote'] else 'not promoted'}: {gate['reason']}"
+        )
     return 0
 
 
@@ -281,16 +294,18 @@ def cmd_promote(context: Context, args: argparse.Namespace) -> int:
 
 def cmd_score(context: Context, args: argparse.Namespace) -> int:
     from db.embeddings import top_scores
-    from db.images import count_images
-    from labeling.scoring import ensure_embeddings, feature_embedders, score_images
+    from labeling.scoring import rescore
 
-    embedders = feature_embedders(context)
-    for embedder in embedders:
-        progress = CliProgress(f"embed {embedder.key}")
-        ensure_embeddings(context, embedder, progress)
-        progress.close()
-    scorer = score_images(context, embedders)
-    print(f"scored {count_images(context.database)} images ({scorer})")
+    bars: dict[str, CliProgress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bars.setdefault(stage, CliProgress(stage))(done, total)
+
+    result = rescore(context, progress)
+    for bar in bars.values():
+        bar.close()
+    scorer = result.scorer
+    print(f"scored {result.scored} images in {result.seconds:.1f} s ({result.embedded} newly embedded; {scorer})")
     print("likeliest label errors (out-of-sample):")
     for row in top_scores(context.database, scorer, args.top):
         print(

@@ -32,6 +32,9 @@ class Settings:
     url_workers: int = 8
     allow_private_urls: bool = False
     predict_threads: int = 2
+    scheduler: bool = True  # the retraining loop; tests and one-off commands run without it
+    scheduler_tick_s: float = 5.0
+    retrain_check_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +51,9 @@ class Settings:
             url_workers=_int_env("LOUPE_URL_WORKERS", 8),
             allow_private_urls=os.environ.get("LOUPE_ALLOW_PRIVATE_URLS", "").lower() in ("1", "true", "yes"),
             predict_threads=_int_env("LOUPE_PREDICT_THREADS", 2),
+            scheduler=os.environ.get("LOUPE_SCHEDULER", "1").lower() not in ("0", "false", "no", "off"),
+            scheduler_tick_s=_float_env("LOUPE_SCHEDULER_TICK_S", 5.0),
+            retrain_check_s=_float_env("LOUPE_RETRAIN_CHECK_S", 30.0),
         )
 
     @property

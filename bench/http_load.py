@@ -5,7 +5,12 @@ number of requests, promotes v2, v3, v4 at 25/50/75% of them, and checks every a
 and each answer's version was the promoted one at some moment while the request was in flight
 (allowing the server's swap delay). Last line: one JSON object.
 
-    .venv/bin/python bench/http_load.py [--requests 2000] [--clients 16]
+With --scheduled the promotion is the scheduler's instead: the server runs its loop, one expert
+decision reaches the policy's retrain threshold (1), the scheduler starts a real training run on
+the demo digits (64 px, one frozen epoch) in a worker process, the gate promotes it, and the load
+goes on until 300 answers came from the new version.
+
+    .venv/bin/python bench/http_load.py [--requests 2000] [--clients 16] [--scheduled]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -36,9 +42,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def drive(url: str, total: int, clients: int, payload: bytes, on_count) -> list[tuple]:
+async def drive(url: str, total: int, clients: int, payload: bytes, on_count, stop=lambda results: False):
     results: list[tuple] = []  # (start, end, status, version)
-    counter = iter(range(total))
+
+    def indices():
+        index = 0
+        while index < total and not stop(results):
+            yield index
+            index += 1
+
+    counter = indices()
 
     async def client(session: httpx.AsyncClient):
         for index in counter:
@@ -57,55 +70,114 @@ async def drive(url: str, total: int, clients: int, payload: bytes, on_count) ->
     return results
 
 
+def start_server(context, data_dir: Path, port: int, scheduled: bool) -> subprocess.Popen:
+    """`server.py serve` on the instance, in its own process (with the loop only when scheduled)."""
+    env = {
+        **os.environ,
+        "LOUPE_DATA_DIR": str(data_dir),
+        "DATABASE_URL": context.settings.resolved_database_url,
+        "LOUPE_SCHEDULER": "1" if scheduled else "0",
+        "LOUPE_RETRAIN_CHECK_S": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_version(base: str, version: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=2).json()["model_version"] == version:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.3)
+
+
+def prepare_scheduled(context):
+    """Demo digits, a head-only v1, an expert, a policy that retrains after one decision; returns that decision."""
+    from db import decisions as decision_db
+    from db import users as user_db
+    from labeling.demo import import_demo
+    from training.scheduler import LoopPolicy, save_policy
+
+    import_demo(context)
+    write_head_only_version(context, "v1", [str(d) for d in range(10)], 64)
+    version_db.promote(context.database, "v1")
+    save_policy(
+        context,
+        LoopPolicy(quick_loop=False, retrain_after_decisions=1, freeze_epochs=1, epochs=0, size=64, tolerance=1.0),
+    )
+    expert = user_db.add_user(context.database, "bench-expert", "expert", "bench-password")
+    return lambda: decision_db.decide_on_current(context.database, 1, expert.id, "keep")
+
+
+def promotion_timeline(context, wall_to_monotonic: float) -> list[tuple[float, str]]:
+    """(monotonic time, version) of each promotion, read back from the database."""
+    rows = [v for v in version_db.list_versions(context.database) if v.promoted_at is not None]
+    rows.sort(key=lambda v: v.promoted_at)
+    aware = [(v.promoted_at if v.promoted_at.tzinfo else v.promoted_at.replace(tzinfo=UTC), v.version) for v in rows]
+    return [(moment.timestamp() - wall_to_monotonic, version) for moment, version in aware]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--scheduled", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temp:
         data_dir = Path(temp) / "data"
         context = open_instance(data_dir)
-        versions = ["v1", "v2", "v3", "v4"]
-        for seed, name in enumerate(versions):
-            write_head_only_version(context, name, [str(d) for d in range(10)], args.size, seed=seed)
-        version_db.promote(context.database, "v1")
         timeline = [(time.monotonic(), "v1")]
-
+        if args.scheduled:
+            decide = prepare_scheduled(context)
+        else:
+            versions = ["v1", "v2", "v3", "v4"]
+            for seed, name in enumerate(versions):
+                write_head_only_version(context, name, [str(d) for d in range(10)], args.size, seed=seed)
+            version_db.promote(context.database, "v1")
         port = free_port()
-        env = {**os.environ, "LOUPE_DATA_DIR": str(data_dir), "DATABASE_URL": context.settings.resolved_database_url}
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = start_server(context, data_dir, port, args.scheduled)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/api/health", timeout=2).json()["model_version"] == "v1":
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.3)
-
-            swap_at = {args.requests * k // 4: name for k, name in zip((1, 2, 3), versions[1:], strict=True)}
-
-            def on_count(index: int) -> None:
-                if index in swap_at:
-                    version_db.promote(context.database, swap_at[index])
-                    timeline.append((time.monotonic(), swap_at[index]))
-
+            wait_for_version(base, "v1")
             payload = sample_jpeg()
+            if args.scheduled:
+                total = 10**9
+
+                def on_count(index: int) -> None:
+                    if index == 0:
+                        decide()  # the scheduler takes it from here
+
+                def stop(results) -> bool:
+                    return sum(1 for r in results if r[3] not in (None, "v1")) >= 300
+            else:
+                total = args.requests
+                swap_at = {args.requests * k // 4: name for k, name in zip((1, 2, 3), versions[1:], strict=True)}
+
+                def on_count(index: int) -> None:
+                    if index in swap_at:
+                        version_db.promote(context.database, swap_at[index])
+                        timeline.append((time.monotonic(), swap_at[index]))
+
+                def stop(results) -> bool:
+                    return False
+
             started, client_cpu = time.monotonic(), time.process_time()
-            results = asyncio.run(drive(f"{base}/api/predict", args.requests, args.clients, payload, on_count))
+            results = asyncio.run(drive(f"{base}/api/predict", total, args.clients, payload, on_count, stop))
             elapsed, client_cpu = time.monotonic() - started, time.process_time() - client_cpu
+            if args.scheduled:
+                timeline = promotion_timeline(context, time.time() - time.monotonic())
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -149,6 +221,7 @@ def main() -> None:
                 "rps": round(len(results) / elapsed, 1),
                 "p99_ms": round(percentile_ms(latencies, 99), 1),
                 "swaps": len(timeline) - 1,
+                "promoted_by": "scheduler" if args.scheduled else "bench",
                 "client_cpu_share": round(client_cpu / elapsed / (os.cpu_count() or 1), 2),
             }
         )

@@ -28,10 +28,10 @@ from labeling.scoring import (
     ensure_embeddings,
     feature_embedders,
     fit_head,
+    head_features,
     label_error_scores,
     load_features,
     out_of_sample_probabilities,
-    standardize,
 )
 
 
@@ -70,7 +70,7 @@ def main() -> None:
             ensure_embeddings(context, embedder)
         embed_seconds = time.monotonic() - started
         images, features = load_features(context, embedders)
-        features = standardize(features)
+        features = head_features(features)
         hashes = {row.id: row.content_hash for row in image_db.iter_active_labeled(context.database)}
         context.database.dispose()
 

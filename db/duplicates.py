@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import aliased
 
 from db.engine import Database
@@ -55,13 +55,21 @@ def pending_pairs(database: Database, limit: int = 50) -> list[PairRow]:
     return [PairRow(p.id, p.first_id, p.second_id, a, b, p.similarity, p.status, p.resolution) for p, a, b in rows]
 
 
-def mark_resolved(database: Database, pair_id: int, resolution: str, user_id: int) -> None:
-    """Record the expert's call on a pair (the deletions themselves are decisions)."""
+def claim_pair(database: Database, pair_id: int, resolution: str, user_id: int) -> bool:
+    """Record the expert's call on a pending pair; False when someone decided it first (or it is gone)."""
     with database.write() as session:
-        pair = session.get(DuplicatePair, pair_id)
-        pair.status = "resolved"
-        pair.resolution = resolution
-        pair.resolved_by = user_id
+        claimed = session.execute(
+            update(DuplicatePair)
+            .where(DuplicatePair.id == pair_id, DuplicatePair.status == "pending")
+            .values(status="resolved", resolution=resolution, resolved_by=user_id)
+        )
+        return claimed.rowcount == 1
+
+
+def count_pending(database: Database) -> int:
+    """Pairs still waiting for a call (whatever became of their images)."""
+    with database.read() as session:
+        return session.scalar(select(func.count()).select_from(DuplicatePair).where(DuplicatePair.status == "pending"))
 
 
 def get_pair(database: Database, pair_id: int) -> PairRow | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, insert, select
 
 from db.engine import Database
 from db.schema import Embedding, Image, Label, Score
@@ -72,18 +72,22 @@ def replace_scores(database: Database, scorer: str, scores: list[NewScore]) -> N
     """Swap in a scoring pass's results for scorer in one transaction."""
     with database.write() as session:
         session.execute(delete(Score).where(Score.scorer == scorer))
-        session.add_all(
-            Score(
-                image_id=s.image_id,
-                scorer=scorer,
-                score=s.score,
-                given_label=s.given_label,
-                predicted_label=s.predicted_label,
-                given_probability=s.given_probability,
-                top=s.top,
+        if scores:  # one executemany, not an ORM object per row: passes cover the whole dataset
+            session.execute(
+                insert(Score),
+                [
+                    {
+                        "image_id": s.image_id,
+                        "scorer": scorer,
+                        "score": s.score,
+                        "given_label": s.given_label,
+                        "predicted_label": s.predicted_label,
+                        "given_probability": s.given_probability,
+                        "top": s.top,
+                    }
+                    for s in scores
+                ],
             )
-            for s in scores
-        )
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,12 @@ def top_scores(database: Database, scorer: str, limit: int = 20, labeled: bool =
     return [
         ScoredImage(s.image_id, name, s.score, s.given_label, s.predicted_label, list(s.top or [])) for s, name in rows
     ]
+
+
+def count_scores(database: Database, scorer: str) -> int:
+    """How many images a scoring pass scored."""
+    with database.read() as session:
+        return session.scalar(select(func.count()).select_from(Score).where(Score.scorer == scorer)) or 0
 
 
 def score_of(database: Database, scorer: str, image_id: int) -> float | None:

@@ -53,6 +53,7 @@ class Database:
             writer = self.engine
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        self.write_engine = writer  # for libraries that write on their own (APScheduler's job store)
         if upgrade:
             self.upgrade()
 

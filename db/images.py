@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
@@ -115,6 +115,32 @@ def add_image(database: Database, new: NewImage) -> tuple[ImageRow, bool]:
     return found, False
 
 
+def add_images_bulk(database: Database, news: list[NewImage]) -> None:
+    """Insert many new images in one transaction (benchmarks seeding large queues; hashes must be new)."""
+    with database.write() as session:
+        label_ids = {name: get_or_create_label(session, name).id for name in {n.label for n in news if n.label}}
+        session.execute(
+            insert(Image),
+            [
+                {
+                    "content_hash": n.content_hash,
+                    "stored_path": n.stored_path,
+                    "thumb_path": n.thumb_path,
+                    "original_name": n.original_name,
+                    "source": n.source,
+                    "format": n.format,
+                    "byte_size": n.byte_size,
+                    "width": n.width,
+                    "height": n.height,
+                    "label_id": label_ids.get(n.label),
+                    "split": n.split,
+                    "batch_id": n.batch_id,
+                }
+                for n in news
+            ],
+        )
+
+
 def iter_active_labeled(database: Database, batch_size: int = 500) -> Iterator[ImageRow]:
     """Every active image that has a label, in id order."""
     last_id = 0
@@ -138,3 +164,9 @@ def count_images(database: Database) -> int:
     """How many images are stored, in any status."""
     with database.read() as session:
         return session.scalar(select(func.count()).select_from(Image)) or 0
+
+
+def newest_image_id(database: Database) -> int:
+    """The id of the last image stored (0 when there is none): the quick loop rescores after imports too."""
+    with database.read() as session:
+        return session.scalar(select(func.max(Image.id))) or 0

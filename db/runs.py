@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
 from db.schema import Decision, TrainingRun, utcnow
+from errors import LoupeError
 
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
+TRAINING_SLOT = 1
+STALE_HEARTBEAT_S = 90  # a worker touches its run every few seconds; this much silence means it died
+
+
+class TrainingBusy(LoupeError, RuntimeError):
+    """Another run is queued or running; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,22 @@ class RunRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    heartbeat_at: datetime | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran (so far, while it runs)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return (_aware(end) - _aware(self.started_at)).total_seconds()
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 def _row(run: TrainingRun) -> RunRow:
@@ -49,16 +75,34 @@ def _row(run: TrainingRun) -> RunRow:
         run.created_at,
         run.started_at,
         run.finished_at,
+        run.worker_host,
+        run.worker_pid,
+        run.heartbeat_at,
     )
 
 
+def active_run(database: Database) -> RunRow | None:
+    """The run holding the training slot, if any."""
+    with database.read() as session:
+        run = session.scalar(select(TrainingRun).where(TrainingRun.active_slot == TRAINING_SLOT))
+        return _row(run) if run else None
+
+
 def create_run(database: Database, arch: str, params: dict, trigger: str = "manual") -> int:
-    """Queue a run and return its id."""
-    with database.write() as session:
-        run = TrainingRun(arch=arch, params=params, trigger=trigger, status="queued")
-        session.add(run)
-        session.flush()
-        return run.id
+    """Queue a run holding the training slot and return its id; TrainingBusy while another holds it."""
+    try:
+        with database.write() as session:
+            run = TrainingRun(arch=arch, params=params, trigger=trigger, status="queued", active_slot=TRAINING_SLOT)
+            # The decisions this run answers to, from the start: a run that fails before it
+            # starts must not leave "N decisions since the last run" true for ever.
+            run.last_decision_id = session.scalar(select(func.max(Decision.id)))
+            session.add(run)
+            session.flush()
+            return run.id
+    except IntegrityError:
+        busy = active_run(database)
+        what = f"training run {busy.id} is {busy.status}" if busy else "another training run holds the slot"
+        raise TrainingBusy(f"{what}; wait for it or cancel it") from None
 
 
 def get_run(database: Database, run_id: int) -> RunRow | None:
@@ -74,6 +118,16 @@ def list_runs(database: Database, limit: int = 50) -> list[RunRow]:
         return [_row(r) for r in session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))]
 
 
+def claim_run(database: Database, run_id: int) -> bool:
+    """Record this process as the run's worker; False when the run is no longer queued."""
+    with database.write() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None or run.status != "queued" or run.worker_pid is not None:
+            return False
+        run.worker_host, run.worker_pid, run.heartbeat_at = socket.gethostname(), os.getpid(), utcnow()
+        return True
+
+
 def start_run(database: Database, run_id: int, device: str, image_count: int) -> None:
     """Mark a run running on device with image_count images and the decisions made so far."""
     with database.write() as session:
@@ -82,7 +136,18 @@ def start_run(database: Database, run_id: int, device: str, image_count: int) ->
         run.device = device
         run.image_count = image_count
         run.started_at = utcnow()
+        run.heartbeat_at = utcnow()
         run.last_decision_id = session.scalar(select(func.max(Decision.id)))
+
+
+def heartbeat(database: Database, run_id: int) -> str | None:
+    """Say the run's worker is alive; returns the run's status (a cancel request shows here)."""
+    with database.write() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            return None
+        run.heartbeat_at = utcnow()
+        return run.status
 
 
 def update_progress(database: Database, run_id: int, progress: dict) -> str:
@@ -90,6 +155,7 @@ def update_progress(database: Database, run_id: int, progress: dict) -> str:
     with database.write() as session:
         run = session.get(TrainingRun, run_id)
         run.progress = progress
+        run.heartbeat_at = utcnow()
         return run.status
 
 
@@ -106,6 +172,7 @@ def finish_run(database: Database, run_id: int, status: str, error: str | None =
         run.status = status
         run.error = error
         run.finished_at = utcnow()
+        run.active_slot = None  # the slot frees in the same commit that ends the run
 
 
 def request_cancel(database: Database, run_id: int) -> bool:
@@ -116,3 +183,41 @@ def request_cancel(database: Database, run_id: int) -> bool:
             return False
         run.status = "cancelling"
         return True
+
+
+def _is_dead(run: TrainingRun, now: datetime, stale_after_s: float) -> str | None:
+    """Why an active run's worker is gone, or None when it may be alive."""
+    if run.worker_pid is not None and run.worker_host == socket.gethostname():
+        try:
+            os.kill(run.worker_pid, 0)
+        except ProcessLookupError:
+            return f"its worker process {run.worker_pid} is gone"
+        except PermissionError:
+            pass  # alive, owned by another user
+    last_sign = run.heartbeat_at or run.created_at
+    if now - _aware(last_sign) > timedelta(seconds=stale_after_s):
+        return f"no sign of life from its worker for {stale_after_s:.0f} s"
+    return None
+
+
+def fail_dead_runs(database: Database, stale_after_s: float = STALE_HEARTBEAT_S) -> list[int]:
+    """Mark failed every active run whose worker died (a crash, a kill, a lost machine); returns their ids.
+
+    A queued run nobody picked up within stale_after_s counts as dead too; it can be retried.
+    """
+    now = utcnow()
+    failed = []
+    with database.write() as session:
+        for run in session.scalars(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES))):
+            reason = _is_dead(run, now, stale_after_s)
+            if reason:
+                run.error = f"marked failed: it was {run.status} but {reason}; retry it from the Admin tab"
+                run.status, run.finished_at, run.active_slot = "failed", now, None
+                failed.append(run.id)
+    return failed
+
+
+def last_trained_decision_id(database: Database) -> int | None:
+    """The newest decision any started run has seen (None when no run started since decisions began)."""
+    with database.read() as session:
+        return session.scalar(select(func.max(TrainingRun.last_decision_id)))

@@ -129,6 +129,12 @@ class TrainingRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The training slot: 1 while the run is queued or running, NULL once it ended. Its unique
+    # constraint lets the database itself refuse a second active run, from any process.
+    active_slot: Mapped[int | None] = mapped_column(Integer, unique=True, index=True)
+    worker_host: Mapped[str | None] = mapped_column(String(200))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ModelVersion(Base):
@@ -198,3 +204,13 @@ class DuplicatePair(Base):
     found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("first_id", "second_id"),)
+
+
+class AppState(Base):
+    """Small named JSON values shared by every process: the loop's policy, what the quick loop last saw."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from db.engine import Database
-from db.schema import Image, ImportRejection, Label
+from db.schema import Decision, Image, ImportRejection, Label
 
 
 @dataclass
@@ -49,3 +49,26 @@ def dataset_stats(database: Database) -> DatasetStats:
             per_split[split] = per_split.get(split, 0) + count
     stats.by_label = dict(sorted(stats.by_label.items()))
     return stats
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    """How far review has come: images with a standing decision, and those relabeled."""
+
+    reviewed: int
+    relabeled: int
+    decisions: int
+
+
+def review_counts(database: Database) -> ReviewCounts:
+    """Counts over the decision log, undone decisions left out."""
+    undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
+    standing = select(Decision).where(Decision.action != "undo", Decision.id.not_in(undone)).subquery()
+    with database.read() as session:
+        reviewed = session.scalar(select(func.count(func.distinct(standing.c.image_id)))) or 0
+        relabeled = (
+            session.scalar(select(func.count(func.distinct(standing.c.image_id))).where(standing.c.action == "relabel"))
+            or 0
+        )
+        decisions = session.scalar(select(func.count()).select_from(Decision)) or 0
+    return ReviewCounts(reviewed, relabeled, decisions)

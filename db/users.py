@@ -8,7 +8,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.engine import Database
 from db.schema import User
@@ -90,3 +90,29 @@ def list_users(database: Database) -> list[UserRow]:
     """Every user, by name."""
     with database.read() as session:
         return [UserRow(u.id, u.name, u.role, u.disabled) for u in session.scalars(select(User).order_by(User.name))]
+
+
+def set_password(database: Database, name: str, password: str) -> None:
+    """Give the user a new password (an admin's reset)."""
+    if len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    with database.write() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise UserError(f"there is no user called {name!r}")
+        user.password_hash = hash_password(password)
+
+
+def set_disabled(database: Database, name: str, disabled: bool) -> None:
+    """Disable an account (it can no longer log in or act) or enable it again."""
+    with database.write() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise UserError(f"there is no user called {name!r}")
+        if disabled and user.role == "admin":
+            others = session.scalar(
+                select(func.count()).select_from(User).where(User.role == "admin", ~User.disabled, User.id != user.id)
+            )
+            if not others:
+                raise UserError("this is the last enabled admin; enable or add another admin first")
+        user.disabled = disabled

@@ -43,7 +43,8 @@ def resolve_pair(context: Context, pair_id: int, resolution: str, user_id: int) 
             f"unknown choice {resolution!r}; choose one of {', '.join(duplicate_db.RESOLUTIONS)}"
         )
     pair = duplicate_db.get_pair(context.database, pair_id)
-    if pair is None or pair.status != "pending":
+    # Claiming the pair first makes the call once: a second expert on the same pair is refused here.
+    if pair is None or not duplicate_db.claim_pair(context.database, pair_id, resolution, user_id):
         raise decision_db.StaleDecision(f"duplicate pair {pair_id} was already decided or does not exist")
     to_delete = {
         "keep_first": [pair.second_id],
@@ -52,12 +53,14 @@ def resolve_pair(context: Context, pair_id: int, resolution: str, user_id: int) 
         "keep_neither": [pair.first_id, pair.second_id],
     }[resolution]
     for image_id in to_delete:
-        decision_db.decide_on_current(
-            context.database,
-            image_id,
-            user_id,
-            "delete",
-            model_version=f"duplicates:{embedder_key(224)}",
-            score=pair.similarity,
-        )
-    duplicate_db.mark_resolved(context.database, pair_id, resolution, user_id)
+        try:
+            decision_db.decide_on_current(
+                context.database,
+                image_id,
+                user_id,
+                "delete",
+                model_version=f"duplicates:{embedder_key(224)}",
+                score=pair.similarity,
+            )
+        except decision_db.StaleDecision:
+            pass  # deleted meanwhile (in the queue, or through another pair): the call's outcome holds

@@ -4,15 +4,18 @@ A model scores the images it trained on badly: it has memorised their labels, wr
 (the flaw of the lesson's top_losses on the training set). Here every labeled image gets its class
 probabilities from a head that never saw it (K-fold), on embeddings computed once per image.
 
-Features are the ImageNet Lite0 embeddings at 128 and 224 px side by side, standardised; the head is a
-strongly regularised logistic regression. On the demo digits (bench/noise.py) that ranks 0.94 of the
-flipped labels first, against 0.84 for 128 px alone with sklearn's default regularisation.
+Features are the ImageNet Lite0 embeddings at 128 and 224 px side by side, square-rooted and
+standardised; the head is a strongly regularised logistic regression. On the demo digits
+(bench/noise.py) that ranks 0.94–0.95 of the flipped labels first, against 0.84 for 128 px alone with
+sklearn's default regularisation.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -29,13 +32,19 @@ FEATURE_SIZES = (128, 224)
 HEAD_C = 0.01
 
 
-def standardize(features: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per feature, over all images (labels play no part, so nothing leaks)."""
-    return (features - features.mean(axis=0)) / np.maximum(features.std(axis=0), 1e-6)
+def head_features(embeddings: np.ndarray) -> np.ndarray:
+    """The heads' input: square-rooted embeddings, standardised per feature over all images.
+
+    The square root (power normalisation, usual for pooled CNN activations, which are non-negative)
+    damps the few large activations; on the demo digits it ranks one more flipped label in the top
+    n on average over fold seeds (0.944 against 0.939). Labels play no part, so nothing leaks.
+    """
+    rooted = np.sqrt(np.maximum(embeddings, 0.0))
+    return (rooted - rooted.mean(axis=0)) / np.maximum(rooted.std(axis=0), 1e-6)
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, seed: int = 0):
-    """A strongly regularised multinomial logistic-regression head on standardised features."""
+    """A strongly regularised multinomial logistic-regression head on head_features."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=HEAD_C, max_iter=500, tol=1e-3, random_state=seed).fit(features, labels)
@@ -131,7 +140,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
     probabilities of a head trained on all labeled ones, scored by uncertainty (1 - margin).
     """
     images, features = load_features(context, embedders)
-    features = standardize(features) if len(images) else features
+    features = head_features(features) if len(images) else features
     labeled = [i for i, image in enumerate(images) if image.label is not None]
     unlabeled = [i for i, image in enumerate(images) if image.label is None]
     scorer = scorer_name(ranking)
@@ -170,3 +179,26 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
                 )
     embedding_db.replace_scores(context.database, scorer, scores)
     return scorer
+
+
+@dataclass(frozen=True)
+class RescoreResult:
+    """What one rescoring pass did."""
+
+    scorer: str
+    scored: int
+    embedded: int
+    seconds: float
+
+
+def rescore(context: Context, progress: Callable[[str, int, int], None] | None = None) -> RescoreResult:
+    """Embed what is new, then score every active image again: the queue's ranking after new decisions."""
+    started = time.monotonic()
+    embedders = feature_embedders(context)
+    embedded = 0
+    for embedder in embedders:
+        report = (lambda done, total, key=embedder.key: progress(f"embed {key}", done, total)) if progress else None
+        embedded += ensure_embeddings(context, embedder, report)
+    scorer = score_images(context, embedders)
+    scored = embedding_db.count_scores(context.database, scorer)
+    return RescoreResult(scorer, scored, embedded, time.monotonic() - started)

@@ -48,6 +48,7 @@ def database_url(request, tmp_path):
 
 def open_context(data_dir: Path, database_url: str, **overrides) -> Context:
     """A Context on data_dir and database_url with settings overridden as given."""
+    overrides.setdefault("scheduler", False)  # tests that want the loop start it themselves
     return Context.open(Settings(data_dir=data_dir, database_url=database_url, **overrides))
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 import zipfile
 
-from conftest import ADMIN, EXPERT, distinct_images
+from conftest import ADMIN, EXPERT, LiveServer, distinct_images
 from playwright.sync_api import expect
+from training_fixtures import copy_data_dir, open_data_dir
 
 from db import images as image_db
+from db import model_versions as version_db
+from db import runs as run_db
+from db.users import add_user
+from training.scheduler import LoopPolicy, save_policy
 
 
 def log_in(page, base_url: str, user: tuple[str, str]) -> None:
@@ -45,6 +50,7 @@ def test_admin_logs_in_and_imports_an_upload(live_server, page, tmp_path):
 
     log_in(page, live_server.url, ADMIN)
     page.get_by_role("tab", name="Admin").click()
+    page.get_by_role("tab", name="Dataset").click()
     page.get_by_text("0 images").wait_for()
     page.locator("#admin-files input[type=file]").set_input_files(
         [str(tmp_path / "single.png"), str(tmp_path / "pets.zip")]
@@ -155,3 +161,52 @@ def test_expert_applies_a_page_of_grid_decisions(live_server, page, tmp_path):
     )
     assert image_db.get_image(context.database, rows["a.png"].id).label == "dog"
     assert image_db.get_image(context.database, rows["b.png"].id).status == "deleted"
+
+
+def test_admin_retrains_from_the_button_and_watches_the_run_end(trained_dir, tmp_path, page):
+    context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
+    add_user(context.database, ADMIN[0], "admin", ADMIN[1])
+    save_policy(context, LoopPolicy(size=64, freeze_epochs=1, epochs=1, quick_loop=False, retrain_after_decisions=0))
+    attempts: list[str] = []
+    block_the_internet(page, attempts)
+    with LiveServer(context) as server:
+        log_in(page, server.url, ADMIN)
+        page.get_by_role("tab", name="Admin").click()
+        page.locator("#retrain-now").click()
+        page.get_by_text("Training run 2 started by alice").wait_for()
+        expect(page.locator("#runs-table")).to_contain_text("manual")
+        page.locator("#retrain-now").click()  # a second request while run 2 is active is refused
+        page.get_by_text("training run 2 is").first.wait_for()
+        summary = page.locator("#run-summary")
+        expect(summary).to_contain_text("Run 2: succeeded", timeout=300_000)  # the timer keeps polling
+        expect(summary).to_contain_text("Promotion gate: promoted")
+        expect(page.locator("#runs-table")).to_contain_text("succeeded")
+        page.locator("#run-curves img, #run-curves svg, #run-curves canvas").first.wait_for()
+        page.locator("#run-confusion img, #run-confusion svg, #run-confusion canvas").first.wait_for()
+    assert version_db.promoted_version(context.database).version == "v2"
+    assert len(run_db.list_runs(context.database)) == 2
+    assert attempts == []
+    context.database.dispose()
+
+
+def test_expert_resolves_a_duplicate_pair_side_by_side(live_server, page, tmp_path):
+    from db.duplicates import add_pairs, count_pending
+    from labeling.ingest import import_paths
+
+    (tmp_path / "pets" / "cat").mkdir(parents=True)
+    for index, data in enumerate(distinct_images(2)):
+        (tmp_path / "pets" / "cat" / f"copy{index}.png").write_bytes(data)
+    database = live_server.context.database
+    import_paths(live_server.context, [tmp_path / "pets"])
+    first, second = sorted(row.id for row in image_db.iter_active_labeled(database))
+    add_pairs(database, [(first, second, 0.993)])
+
+    log_in(page, live_server.url, EXPERT)
+    page.get_by_role("tab", name="Duplicates").click()
+    expect(page.locator("#duplicates-summary")).to_contain_text("similarity 0.993")
+    expect(page.locator("#duplicates-left")).to_contain_text("copy0.png")
+    page.locator("#duplicates-keep-first").click()
+    expect(page.locator("#duplicates-summary")).to_contain_text("No near-duplicate pairs are waiting")
+    assert image_db.get_image(database, first).status == "active"
+    assert image_db.get_image(database, second).status == "deleted"
+    assert count_pending(database) == 0

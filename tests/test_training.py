@@ -135,7 +135,7 @@ def test_cancel_stops_a_run_without_a_new_version(trained_dir, tmp_path):
 
 
 def test_second_run_is_refused_while_one_is_active(trained_dir, tmp_path):
-    from training.launcher import TrainingBusy
+    from db.runs import TrainingBusy
 
     context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
     first = queue_run(context, size=64)

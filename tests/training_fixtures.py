@@ -46,7 +46,12 @@ def write_shapes(folder: Path, per_class: int = 20) -> Path:
 def cli_env(data_dir: Path) -> dict:
     import os
 
-    return {**os.environ, "LOUPE_DATA_DIR": str(data_dir), "DATABASE_URL": f"sqlite:///{data_dir / 'loupe.db'}"}
+    return {
+        **os.environ,
+        "LOUPE_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite:///{data_dir / 'loupe.db'}",
+        "LOUPE_SCHEDULER": "0",
+    }
 
 
 def run_cli(data_dir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -62,7 +67,8 @@ def run_cli(data_dir: Path, *args: str, timeout: int = 600) -> subprocess.Comple
 
 
 def open_data_dir(data_dir: Path, **overrides) -> Context:
-    """A Context on a data directory that holds its own SQLite database."""
+    """A Context on a data directory that holds its own SQLite database (no scheduler unless asked)."""
+    overrides.setdefault("scheduler", False)
     return Context.open(Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'loupe.db'}", **overrides))
 
 

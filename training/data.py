@@ -58,4 +58,10 @@ def build_dataloaders(frame: pd.DataFrame, size: int, batch_size: int, mean, std
         item_tfms=Resize(size),
         batch_tfms=[*batch_tfms, Normalize.from_stats(mean, std)],
     )
+    train_count = int((~frame["is_valid"]).sum())
+    if train_count < 2:
+        raise NotEnoughData(f"training needs at least two images in the train split (there are {train_count})")
+    # fastai drops the last incomplete training batch: a batch larger than the train split would
+    # leave no batch at all, so small datasets train with the whole split as one batch.
+    batch_size = max(2, min(batch_size, train_count))
     return block.dataloaders(frame, bs=batch_size, num_workers=0, device=device)

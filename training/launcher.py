@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,6 @@ from models.backbones import DEFAULT_ARCH, resolve_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LR = 2e-3
-
-
-class TrainingBusy(LoupeError, RuntimeError):
-    """Another run is queued or running; the message names it."""
 
 
 class BadTrainingRequest(LoupeError, ValueError):
@@ -53,9 +50,6 @@ def queue_run(context: Context, arch: str = DEFAULT_ARCH, trigger: str = "manual
     """Record a queued run after checking the request; TrainingBusy if one is active."""
     params = default_params(**overrides)
     resolve_weights(arch, params["weights"])
-    active = [r for r in run_db.list_runs(context.database, limit=20) if r.status in run_db.ACTIVE_STATUSES]
-    if active:
-        raise TrainingBusy(f"training run {active[0].id} is {active[0].status}; wait for it or cancel it")
     return run_db.create_run(context.database, arch, params, trigger)
 
 
@@ -89,3 +83,16 @@ def wait_for_worker(
         )
         run = run_db.get_run(context.database, run_id)
     return run
+
+
+def launch(context: Context, trigger: str = "manual", arch: str = DEFAULT_ARCH, **overrides) -> int:
+    """Queue a run and start its worker; a background thread follows it. TrainingBusy if one is active.
+
+    What the scheduler and the Retrain button call: the web process never waits for training.
+    """
+    run_id = queue_run(context, arch, trigger, **overrides)
+    process = spawn_worker(context, run_id)
+    threading.Thread(
+        target=wait_for_worker, args=(context, run_id, process), name=f"loupe-run-{run_id}", daemon=True
+    ).start()
+    return run_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -26,9 +27,11 @@ from settings import Settings
 from training.data import build_dataloaders, snapshot, snapshot_digest
 from training.diagnosis import diagnose
 from training.evaluate import summarize
+from training.gate import DEFAULT_TOLERANCE, judge
 from training.launcher import DEFAULT_LR
 from training.learner import ReportProgress, build_learner
 
+HEARTBEAT_S = 10
 LR_MULT = 100  # the body learns this many times slower than the head after unfreezing
 
 
@@ -120,8 +123,13 @@ def train_run(context: Context, run_id: int) -> str | None:
 
     path = write_version(context, version, fill)
     summary = {"error_rate": metrics["error_rate"], "valid_count": metrics["valid_count"]}
-    version_db.add_version(database, version, run_id, str(path.relative_to(context.settings.data_dir)), summary)
     if params.get("promote", True):
+        progress.phase = "gate"
+        verdict = judge(context, version, path, float(params.get("tolerance", DEFAULT_TOLERANCE)))
+        summary["gate"] = metrics["gate"] = verdict.as_dict()
+        run_db.record_metrics(database, run_id, metrics)
+    version_db.add_version(database, version, run_id, str(path.relative_to(context.settings.data_dir)), summary)
+    if params.get("promote", True) and summary["gate"]["promote"]:
         version_db.promote(database, version)
     prune_versions(context)
     run_db.finish_run(database, run_id, "succeeded")
@@ -132,6 +140,12 @@ def main(argv: list[str]) -> int:
     """Entry point of the training process."""
     run_id = int(argv[0])
     context = Context.open(Settings.from_env())
+    if not run_db.claim_run(context.database, run_id):
+        print(f"training run {run_id} is not waiting for a worker", file=sys.stderr)
+        context.database.dispose()
+        return 2
+    stop_heartbeat = threading.Event()
+    threading.Thread(target=_beat, args=(context, run_id, stop_heartbeat), daemon=True).start()
     try:
         train_run(context, run_id)
         return 0
@@ -140,7 +154,18 @@ def main(argv: list[str]) -> int:
         run_db.finish_run(context.database, run_id, "failed", f"{detail}\n\n{traceback.format_exc()}")
         return 1
     finally:
+        stop_heartbeat.set()
         context.database.dispose()
+
+
+def _beat(context: Context, run_id: int, stop: threading.Event) -> None:
+    # Silence longer than STALE_HEARTBEAT_S lets any server mark the run failed, so keep talking
+    # through the long stretches without batches (loading data, exporting, the gate).
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            run_db.heartbeat(context.database, run_id)
+        except Exception:  # a busy database must not kill the training; the next beat tries again
+            pass
 
 
 if __name__ == "__main__":

@@ -1,148 +1,35 @@
-"""The Admin tab: dataset statistics and uploads. Every handler checks the admin role."""
+"""The Admin tab (admins only): training, models and the loop, the dataset, and accounts.
+
+Hidden from experts, and every handler in its sections checks the admin role on the server anyway.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
 
 from context import Context
-from db.decisions import DecisionError, StaleDecision, deleted_images
-from db.imports import list_rejections
-from db.stats import dataset_stats
-from labeling.ingest import import_paths
-from labeling.purge import purge_image, restore_image
-from ui.auth import require_role_in_handler
-
-STATS_COLUMNS = ["label", "train", "valid", "total"]
-REJECTION_COLUMNS = ["item", "reason", "detail"]
+from training.scheduler import LoopScheduler
+from ui.admin_dataset import build_dataset_section
+from ui.admin_models import build_models_section
+from ui.admin_training import build_training_section
+from ui.admin_users import build_users_section
 
 
-def stats_summary_markdown(context: Context) -> str:
-    """The headline counts as a short Markdown paragraph."""
-    stats = dataset_stats(context.database)
-    return (
-        f"**{stats.total}** images: **{stats.active}** active "
-        f"({stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid), "
-        f"**{stats.unlabeled}** unlabeled, **{stats.deleted}** deleted, "
-        f"**{stats.rejected}** rejected at import."
-    )
-
-
-def stats_table(context: Context) -> pd.DataFrame:
-    """Images per label and split, one row per label."""
-    stats = dataset_stats(context.database)
-    rows = [
-        [label, counts.get("train", 0), counts.get("valid", 0), counts.get("train", 0) + counts.get("valid", 0)]
-        for label, counts in stats.by_label.items()
-    ]
-    return pd.DataFrame(rows, columns=STATS_COLUMNS)
-
-
-def rejections_table(context: Context, batch_id: int | None = None) -> pd.DataFrame:
-    """The latest import rejections with their reasons."""
-    rows = [[r.item, r.reason, r.detail] for r in list_rejections(context.database, batch_id, limit=200)]
-    return pd.DataFrame(rows, columns=REJECTION_COLUMNS)
-
-
-def deleted_choices(context: Context) -> list[tuple[str, int]]:
-    """(shown text, image id) for every deleted image, newest first."""
-    return [
-        (f"{d.image_id}: {d.original_name} ({d.label or 'unlabeled'})", d.image_id)
-        for d in deleted_images(context.database)
-    ]
-
-
-def make_handlers(context: Context):
-    """The Admin tab's handlers, bound to this Loupe instance."""
-
-    def refresh(request: gr.Request):
-        require_role_in_handler(context, request, "admin")
-        return (
-            stats_summary_markdown(context),
-            stats_table(context),
-            rejections_table(context),
-            gr.Dropdown(choices=deleted_choices(context), value=[]),
-        )
-
-    def apply_to_deleted(operation, verb: str):
-        def handler(selected: list[int] | None, request: gr.Request):
-            user = require_role_in_handler(context, request, "admin")
-            if not selected:
-                raise gr.Error(f"Choose the deleted images to {verb} first.")
-            failed = []
-            for image_id in selected:
-                try:
-                    operation(context, int(image_id), user.id)
-                except (DecisionError, StaleDecision) as refused:
-                    failed.append(str(refused))
-            if failed:
-                gr.Warning(f"{len(failed)} not done: {'; '.join(failed)}")
-            gr.Info(f"{len(selected) - len(failed)} image(s) {verb}d.")
-            return stats_summary_markdown(context), gr.Dropdown(choices=deleted_choices(context), value=[])
-
-        return handler
-
-    def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()):
-        user = require_role_in_handler(context, request, "admin")
-        if not files:
-            raise gr.Error("Choose one or more images or a zip first.")
-        summary = import_paths(
-            context,
-            files,
-            kind="upload",
-            label=label.strip() or None,
-            progress=lambda done, total: progress((done, total), desc="Importing", unit="images"),
-            user_name=user.name,
-        )
-        if summary.rejected:
-            gr.Warning(f"{len(summary.rejected)} item(s) were rejected; see the table below.")
-        result = (
-            f"Import finished: added **{summary.added}**, duplicates **{summary.duplicates}**, "
-            f"rejected **{len(summary.rejected)}**."
-        )
-        return (
-            result,
-            None,
-            stats_summary_markdown(context),
-            stats_table(context),
-            rejections_table(context, summary.batch_id),
-        )
-
-    restore = apply_to_deleted(restore_image, "restore")
-    purge = apply_to_deleted(purge_image, "purge")
-    return refresh, upload, restore, purge
-
-
-def build_admin_tab(context: Context) -> gr.Tab:
-    """The Admin tab's components and wiring; call inside a gr.Blocks."""
-    refresh, upload, restore, purge = make_handlers(context)
+def build_admin_tab(context: Context, loop: LoopScheduler | None) -> tuple[gr.Tab, gr.Timer]:
+    """The Admin tab and the timer that polls running trainings; call inside a gr.Blocks."""
     with gr.Tab("Admin", id="admin", visible=False) as tab:
-        gr.Markdown("## Dataset")
-        summary = gr.Markdown(elem_id="admin-stats-summary")
-        per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
-        refresh_button = gr.Button("Refresh", size="sm")
-        gr.Markdown("## Upload images")
-        files = gr.File(
-            label="Images or a .zip (class folders inside become labels)", file_count="multiple", elem_id="admin-files"
-        )
-        label = gr.Textbox(label="Label for images without a class folder (optional)", max_lines=1)
-        upload_button = gr.Button("Import", variant="primary", elem_id="admin-import")
-        result = gr.Markdown(elem_id="admin-import-result")
-        rejections = gr.Dataframe(headers=REJECTION_COLUMNS, label="Rejected items", interactive=False)
-        gr.Markdown("## Deleted images\nRestore brings them back; purge removes their files for good (the log stays).")
-        # Custom values let scripts pass image ids through the Gradio API without loading the page first.
-        deleted = gr.Dropdown(
-            [], multiselect=True, allow_custom_value=True, label="Deleted images", elem_id="admin-deleted"
-        )
-        with gr.Row():
-            restore_button = gr.Button("Restore selected", elem_id="admin-restore")
-            purge_button = gr.Button("Purge selected (removes files)", variant="stop", elem_id="admin-purge")
-
-    refresh_button.click(refresh, outputs=[summary, per_label, rejections, deleted], api_name="admin_stats")
-    upload_button.click(
-        upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"
-    )
-    tab.select(refresh, outputs=[summary, per_label, rejections, deleted], api_visibility="private")
-    restore_button.click(restore, inputs=deleted, outputs=[summary, deleted], api_name="admin_restore")
-    purge_button.click(purge, inputs=deleted, outputs=[summary, deleted], api_name="admin_purge")
-    return tab
+        with gr.Tabs():
+            with gr.Tab("Training", id="admin-training") as training_tab:
+                timer, fill_training = build_training_section(context)
+            with gr.Tab("Models & loop", id="admin-models") as models_tab:
+                fill_models = build_models_section(context, loop)
+            with gr.Tab("Dataset", id="admin-dataset") as dataset_tab:
+                fill_dataset = build_dataset_section(context)
+            with gr.Tab("Users", id="admin-users") as users_tab:
+                fill_users = build_users_section(context)
+    tab.select(**fill_training, api_visibility="private")
+    training_tab.select(**fill_training, api_visibility="private")
+    models_tab.select(**fill_models, api_visibility="private")
+    dataset_tab.select(**fill_dataset, api_visibility="private")
+    users_tab.select(**fill_users, api_visibility="private")
+    return tab, timer

@@ -6,16 +6,14 @@ import gradio as gr
 
 from context import Context
 from db.users import get_user
+from training.scheduler import LoopScheduler
 from ui.admin_tab import build_admin_tab
+from ui.duplicates_tab import build_duplicates_tab
 from ui.grid_tab import build_grid_tab
 from ui.review_tab import build_review_tab
 
-REVIEW_PLACEHOLDER = (
-    "The review queue appears here once a model has scored the images (the review-queue issue builds it)."
-)
 
-
-def build_review_page(context: Context) -> gr.Blocks:
+def build_review_page(context: Context, loop: LoopScheduler | None = None) -> gr.Blocks:
     """The Blocks mounted at /review behind the login form."""
 
     def on_load(request: gr.Request):
@@ -24,7 +22,7 @@ def build_review_page(context: Context) -> gr.Blocks:
         greeting = (
             f"Logged in as **{request.username}** ({user.role if user else 'unknown'}) · [log out](/review/logout)"
         )
-        return greeting, gr.Tab(visible=is_admin)
+        return greeting, gr.Tab(visible=is_admin), gr.Timer(active=is_admin)
 
     with gr.Blocks(title="Loupe — Review") as page:
         gr.Markdown("# Loupe")
@@ -32,7 +30,8 @@ def build_review_page(context: Context) -> gr.Blocks:
         with gr.Tabs():
             show_next = build_review_tab(context)
             build_grid_tab(context)
-            admin = build_admin_tab(context)
-        page.load(on_load, outputs=[who, admin])
+            build_duplicates_tab(context)
+            admin, training_timer = build_admin_tab(context, loop)
+        page.load(on_load, outputs=[who, admin, training_timer])
         page.load(**show_next)
     return page

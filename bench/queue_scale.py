@@ -1,0 +1,164 @@
+"""Review-queue speed at scale: next item (with its lease) and a decision write, over 100,000 scored images.
+
+Seeds a fresh database with --images image rows (no files: the queue only reads rows) and one scoring
+pass, then times an expert taking the next item and deciding it, --samples times. Runs on a temporary
+SQLite file and, when it answers, on PostgreSQL (a schema of its own, dropped afterwards).
+Last line: one JSON object; its top-level figures are the slower of the two databases.
+
+    .venv/bin/python bench/queue_scale.py [--images 100000] [--samples 300] [--postgres-url URL | --no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from common import percentile_ms, print_table
+from tqdm import tqdm
+
+from context import Context
+from db import decisions as decision_db
+from db import embeddings as embedding_db
+from db import images as image_db
+from db import users as user_db
+from db.queue import QueueFilters, lease_next
+from settings import Settings
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+CLASSES = [str(digit) for digit in range(10)]
+SEED_CHUNK = 10_000
+
+
+def seed(context: Context, images: int) -> None:
+    """images rows with labels and one scoring pass over them."""
+    rng = np.random.default_rng(0)
+    for start in tqdm(range(0, images, SEED_CHUNK), desc="seeding images", unit="chunk"):
+        image_db.add_images_bulk(
+            context.database,
+            [
+                image_db.NewImage(
+                    content_hash=f"{index:064x}",
+                    stored_path=f"images/{index}.png",
+                    thumb_path=f"thumbs/{index}.png",
+                    original_name=f"{index}.png",
+                    source="bench",
+                    format="PNG",
+                    byte_size=1000,
+                    width=64,
+                    height=64,
+                    label=CLASSES[index % len(CLASSES)],
+                    split="valid" if index % 5 == 0 else "train",
+                    batch_id=None,
+                )
+                for index in range(start, min(start + SEED_CHUNK, images))
+            ],
+        )
+    scores = [
+        embedding_db.NewScore(
+            image_id=image_id,
+            score=float(value),
+            given_label=CLASSES[(image_id - 1) % len(CLASSES)],
+            predicted_label=CLASSES[image_id % len(CLASSES)],
+            given_probability=float(1 - value),
+            top=[[CLASSES[image_id % len(CLASSES)], float(value)]],
+        )
+        for image_id, value in zip(range(1, images + 1), rng.random(images), strict=True)
+    ]
+    embedding_db.replace_scores(context.database, "bench", scores)
+
+
+def measure(context: Context, samples: int) -> dict:
+    """p50/p99 of taking the next item with a lease, and of deciding it."""
+    expert = user_db.add_user(context.database, "bench-expert", "expert", "bench-password")
+    next_item, decision = [], []
+    for _ in tqdm(range(samples), desc="next item + decision", unit="item"):
+        started = time.perf_counter()
+        item = lease_next(context.database, "bench", expert.id, QueueFilters())
+        leased = time.perf_counter()
+        decision_db.decide(context.database, item.image_id, expert.id, "keep", expected_last_id=item.last_decision_id)
+        decided = time.perf_counter()
+        next_item.append(leased - started)
+        decision.append(decided - leased)
+    return {
+        "next_item_ms_p50": round(percentile_ms(next_item, 50), 2),
+        "next_item_ms_p99": round(percentile_ms(next_item, 99), 2),
+        "decision_ms_p50": round(percentile_ms(decision, 50), 2),
+        "decision_ms_p99": round(percentile_ms(decision, 99), 2),
+    }
+
+
+def run_on(settings: Settings, images: int, samples: int) -> dict:
+    context = Context.open(settings)
+    try:
+        started = time.monotonic()
+        seed(context, images)
+        print(f"seeded {images} images and scores in {time.monotonic() - started:.1f} s")
+        return measure(context, samples)
+    finally:
+        context.database.dispose()
+
+
+def postgres_schema_url(base_url: str):
+    """A fresh schema on the PostgreSQL server and a URL that uses it, or None when it does not answer."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"loupe_bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as error:  # noqa: BLE001 — any failure to connect means "skip PostgreSQL"
+        print(f"PostgreSQL at {base_url} skipped: {error.__class__.__name__}")
+        return None, None
+    separator = "&" if "?" in base_url else "?"
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+    return f"{base_url}{separator}options=-csearch_path%3D{schema}", drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+
+    results = {}
+    with tempfile.TemporaryDirectory() as temp:
+        data_dir = Path(temp) / "data"
+        results["sqlite"] = run_on(
+            Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'loupe.db'}"), args.images, args.samples
+        )
+        if not args.no_postgres:
+            url, drop = postgres_schema_url(args.postgres_url)
+            if url:
+                try:
+                    pg_dir = Path(temp) / "pg-data"
+                    results["postgres"] = run_on(Settings(data_dir=pg_dir, database_url=url), args.images, args.samples)
+                finally:
+                    drop()
+
+    keys = ["next_item_ms_p50", "next_item_ms_p99", "decision_ms_p50", "decision_ms_p99"]
+    print_table(
+        f"Review queue over {args.images} scored images, {args.samples} items taken and decided",
+        ["database", *keys],
+        [[name, *(figures[key] for key in keys)] for name, figures in results.items()],
+    )
+    summary = {
+        key: max(figures[key] for figures in results.values()) for key in ("next_item_ms_p50", "decision_ms_p50")
+    }
+    print(json.dumps({"images": args.images, **summary, **results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The loop that turns decisions into a fresher queue and a better model, with nobody running a command.
+
+Three jobs run in APScheduler (its job store is a table in Loupe's own database):
+
+- quick loop: once decisions (or imports, or a promotion) have been quiet for the debounce, embed
+  what is new and retrain the cross-validated heads, so the queue re-ranks within seconds;
+- retrain check: when N decisions have piled up since the last run, fine-tune the network;
+- scheduled retrain: on a cron expression (e.g. nightly), if anything changed since the last run.
+
+Every job may run in several processes at once (two app servers on one PostgreSQL): the quick loop
+takes a lease in the database and training takes the database's training slot, so each happens once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass, fields
+from datetime import timedelta
+
+from context import Context
+from db import app_state
+from db import decisions as decision_db
+from db import images as image_db
+from db import model_versions as version_db
+from db import runs as run_db
+from db.schema import utcnow
+from errors import LoupeError
+from labeling.scoring import RescoreResult, rescore
+from training.gate import DEFAULT_TOLERANCE
+from training.launcher import launch
+
+log = logging.getLogger(__name__)
+
+POLICY_KEY = "loop_policy"
+QUICK_LOOP_KEY = "quick_loop"
+QUICK_LOOP_LEASE_S = 600  # longer than any rescoring pass; a crashed holder's lease runs out
+SCHEDULER_TABLE = "apscheduler_jobs"
+
+_schedulers: dict[str, LoopScheduler] = {}  # job functions find their scheduler by key (jobs are stored by name)
+
+
+class BadPolicy(LoupeError, ValueError):
+    """A loop setting that cannot work, with a sentence saying which."""
+
+
+@dataclass(frozen=True)
+class LoopPolicy:
+    """When the loop rescores and retrains; admins change it in the Admin tab, it is kept in the database."""
+
+    quick_loop: bool = True
+    debounce_s: float = 20.0
+    retrain_after_decisions: int = 200  # 0 turns the decision trigger off
+    retrain_cron: str = ""  # crontab syntax, UTC, e.g. "0 3 * * *"; empty turns it off
+    tolerance: float = DEFAULT_TOLERANCE
+    epochs: int = 2
+    freeze_epochs: int = 1
+    size: int = 128
+
+    def checked(self) -> LoopPolicy:
+        """This policy, or BadPolicy naming the first setting that cannot work."""
+        if self.debounce_s < 0:
+            raise BadPolicy("the debounce cannot be negative")
+        if self.retrain_after_decisions < 0:
+            raise BadPolicy("the number of decisions before a retrain cannot be negative (0 turns it off)")
+        if not 0 <= self.tolerance <= 1:
+            raise BadPolicy("the promotion tolerance is an error-rate difference between 0 and 1")
+        if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
+            raise BadPolicy("a retrain needs at least one epoch")
+        if self.size <= 0 or self.size % 32:
+            raise BadPolicy(f"the image size must be a positive multiple of 32 (got {self.size})")
+        if self.retrain_cron.strip():
+            cron_trigger(self.retrain_cron)
+        return self
+
+    def training_params(self) -> dict:
+        """What a retrain this policy starts is asked to do."""
+        return {
+            "epochs": self.epochs,
+            "freeze_epochs": self.freeze_epochs,
+            "size": self.size,
+            "tolerance": self.tolerance,
+        }
+
+
+def cron_trigger(expression: str):
+    """APScheduler's trigger for a crontab line (UTC); BadPolicy when it does not parse."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        return CronTrigger.from_crontab(expression.strip(), timezone="UTC")
+    except ValueError as error:
+        raise BadPolicy(f"the retrain schedule {expression!r} is not a crontab line: {error}") from None
+
+
+def load_policy(context: Context) -> LoopPolicy:
+    """The stored policy over the defaults."""
+    stored = app_state.get_state(context.database, POLICY_KEY)
+    known = {f.name for f in fields(LoopPolicy)}
+    return LoopPolicy(**{k: v for k, v in stored.items() if k in known})
+
+
+def save_policy(context: Context, policy: LoopPolicy) -> LoopPolicy:
+    """Check and store the policy; running schedulers pick it up at their next tick."""
+    app_state.set_state(context.database, POLICY_KEY, asdict(policy.checked()))
+    return policy
+
+
+# --- the quick loop -------------------------------------------------------------------------------
+
+
+def _quick_loop_marks(context: Context) -> dict:
+    """What the queue's ranking depends on: the newest decision, the newest image, the promoted version."""
+    newest = decision_db.newest_decision(context.database)
+    promoted = version_db.promoted_version(context.database)
+    return {
+        "decision_id": newest.id if newest else None,
+        "image_id": image_db.newest_image_id(context.database),
+        "model_version": promoted.version if promoted else None,
+    }
+
+
+def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
+    """The marks to rescore for, or None when the ranking is current or decisions are still coming in."""
+    marks = _quick_loop_marks(context)
+    seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
+    if all(seen.get(key) == value for key, value in marks.items()):
+        return None
+    if marks["decision_id"] != seen.get("decision_id"):
+        newest = decision_db.newest_decision(context.database)
+        quiet_since = newest.at if newest.at.tzinfo else newest.at.replace(tzinfo=utcnow().tzinfo)
+        if utcnow() - quiet_since < timedelta(seconds=policy.debounce_s):
+            return None  # an expert is still deciding; rescoring now would be redone in a moment
+    return marks
+
+
+def run_quick_loop(context: Context, policy: LoopPolicy, holder: str) -> RescoreResult | None:
+    """Rescore if due and no other process is doing it; returns what was done, or None."""
+    marks = quick_loop_due(context, policy)
+    if marks is None or not app_state.try_lease(context.database, QUICK_LOOP_KEY, holder, QUICK_LOOP_LEASE_S):
+        return None
+    try:
+        result = rescore(context)
+        app_state.set_state(
+            context.database,
+            QUICK_LOOP_KEY,
+            {
+                **marks,
+                "rescored_at": utcnow().isoformat(),
+                "seconds": round(result.seconds, 2),
+                "scored": result.scored,
+            },
+        )
+        log.info("quick loop rescored %d images in %.1f s", result.scored, result.seconds)
+        return result
+    finally:
+        app_state.release_lease(context.database, QUICK_LOOP_KEY, holder)
+
+
+def last_rescore(context: Context) -> dict:
+    """When the quick loop last rescored, for the Admin tab (empty before the first pass)."""
+    return app_state.get_state(context.database, QUICK_LOOP_KEY)
+
+
+# --- full retraining -------------------------------------------------------------------------------
+
+
+def decisions_since_last_run(context: Context) -> int:
+    """Decisions no run has seen yet."""
+    return decision_db.count_decisions_since(context.database, run_db.last_trained_decision_id(context.database))
+
+
+def run_retrain_check(context: Context, policy: LoopPolicy, trigger: str = "decisions") -> int | None:
+    """Start a retrain if the policy's decision count is reached; returns the run id, or None."""
+    if policy.retrain_after_decisions <= 0 or run_db.active_run(context.database) is not None:
+        return None
+    if decisions_since_last_run(context) < policy.retrain_after_decisions:
+        return None
+    return _start(context, policy, trigger)
+
+
+def run_scheduled_retrain(context: Context, policy: LoopPolicy) -> int | None:
+    """The cron job: retrain if any decision came since the last run, or no run ever happened."""
+    if run_db.active_run(context.database) is not None:
+        return None
+    if run_db.list_runs(context.database, limit=1) and decisions_since_last_run(context) == 0:
+        log.info("scheduled retrain skipped: nothing changed since the last run")
+        return None
+    return _start(context, policy, "schedule")
+
+
+def _start(context: Context, policy: LoopPolicy, trigger: str) -> int | None:
+    try:
+        run_id = launch(context, trigger, **policy.training_params())
+    except run_db.TrainingBusy:
+        return None  # another process started one first
+    log.info("%s retrain started: run %d", trigger, run_id)
+    return run_id
+
+
+# --- APScheduler wiring ----------------------------------------------------------------------------
+
+
+def quick_loop_job(key: str) -> None:
+    """APScheduler entry point of the quick loop."""
+    scheduler = _schedulers.get(key)
+    if scheduler is not None:
+        policy = load_policy(scheduler.context)
+        if policy.quick_loop:
+            run_quick_loop(scheduler.context, policy, scheduler.holder)
+
+
+def retrain_check_job(key: str) -> None:
+    """APScheduler entry point of the decision-count retrain (and of dead-run recovery)."""
+    scheduler = _schedulers.get(key)
+    if scheduler is not None:
+        run_db.fail_dead_runs(scheduler.context.database)
+        run_retrain_check(scheduler.context, load_policy(scheduler.context))
+        scheduler.sync_cron()
+
+
+def scheduled_retrain_job(key: str) -> None:
+    """APScheduler entry point of the cron retrain."""
+    scheduler = _schedulers.get(key)
+    if scheduler is not None:
+        run_scheduled_retrain(scheduler.context, load_policy(scheduler.context))
+
+
+class LoopScheduler:
+    """APScheduler with Loupe's three jobs, started and stopped with the server."""
+
+    def __init__(self, context: Context, tick_s: float = 5.0, retrain_check_s: float = 30.0):
+        self.context = context
+        self.tick_s = tick_s
+        self.retrain_check_s = retrain_check_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self.key = self.holder
+        self._cron: str | None = None
+        self._scheduler = None
+
+    def start(self) -> None:
+        """Mark dead runs failed, then start the jobs."""
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        # A tick that finds the previous one still rescoring is skipped on purpose; APScheduler would
+        # warn about each, and log every run at INFO. The loop logs what it does itself.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+        logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+        failed = run_db.fail_dead_runs(self.context.database)
+        if failed:
+            log.warning("training runs %s were left active by a dead process; marked failed", failed)
+        store = SQLAlchemyJobStore(engine=self.context.database.write_engine, tablename=SCHEDULER_TABLE)
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": store},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            timezone="UTC",
+        )
+        _schedulers[self.key] = self
+        self._scheduler.start()
+        # Jobs are stored under fixed ids: a restart replaces them instead of adding copies.
+        self._scheduler.add_job(
+            "training.scheduler:quick_loop_job", "interval", seconds=self.tick_s, args=[self.key],
+            id="quick_loop", name="quick loop: rescore after decisions", replace_existing=True,
+        )  # fmt: skip
+        self._scheduler.add_job(
+            "training.scheduler:retrain_check_job", "interval", seconds=self.retrain_check_s, args=[self.key],
+            id="retrain_check", name="retrain after N decisions", replace_existing=True,
+        )  # fmt: skip
+        self.sync_cron()
+
+    def sync_cron(self) -> None:
+        """Make the cron job match the stored policy (it may have changed in another process)."""
+        if self._scheduler is None:
+            return
+        cron = load_policy(self.context).retrain_cron.strip()
+        if cron == self._cron:
+            return
+        if cron:
+            self._scheduler.add_job(
+                "training.scheduler:scheduled_retrain_job", cron_trigger(cron), args=[self.key],
+                id="scheduled_retrain", name=f"scheduled retrain ({cron} UTC)", replace_existing=True,
+            )  # fmt: skip
+        elif self._scheduler.get_job("scheduled_retrain"):
+            self._scheduler.remove_job("scheduled_retrain")
+        self._cron = cron
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(job name, next run time) for the Admin tab."""
+        if self._scheduler is None:
+            return []
+        return [(job.name, str(job.next_run_time)) for job in self._scheduler.get_jobs()]
+
+    def stop(self) -> None:
+        """Stop the jobs, waiting for a rescore in progress to finish (training runs go on in their process)."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+        _schedulers.pop(self.key, None)

@@ -1,0 +1,165 @@
+"""Admin → Dataset: health counts, reviewer activity, uploads, and deleted images to restore or purge."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from context import Context
+from db.decisions import DecisionError, StaleDecision, deleted_images, reviewer_activity
+from db.duplicates import count_pending
+from db.imports import list_rejections
+from db.stats import dataset_stats, review_counts
+from labeling.ingest import import_paths
+from labeling.purge import purge_image, restore_image
+from ui.auth import require_role_in_handler
+
+STATS_COLUMNS = ["label", "train", "valid", "total"]
+REJECTION_COLUMNS = ["item", "reason", "detail"]
+ACTIVITY_ACTIONS = ["keep", "relabel", "delete", "undo"]
+ACTIVITY_COLUMNS = ["reviewer", "decisions", *ACTIVITY_ACTIONS, "last decision"]
+
+
+def stats_summary_markdown(context: Context) -> str:
+    """The headline counts as a short Markdown paragraph."""
+    stats = dataset_stats(context.database)
+    review = review_counts(context.database)
+    return (
+        f"**{stats.total}** images: **{stats.active}** active "
+        f"({stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid), "
+        f"**{stats.unlabeled}** unlabeled, **{stats.deleted}** deleted, "
+        f"**{stats.rejected}** rejected at import. Review: **{review.reviewed}** images reviewed, "
+        f"**{review.relabeled}** relabeled ({review.decisions} decisions logged); "
+        f"**{count_pending(context.database)}** duplicate pairs pending."
+    )
+
+
+def activity_table(context: Context) -> pd.DataFrame:
+    """Decisions per reviewer and action."""
+    rows = [
+        [a.user_name, a.decisions, *(a.by_action.get(action, 0) for action in ACTIVITY_ACTIONS),
+         a.last_at.strftime("%Y-%m-%d %H:%M") if a.last_at else ""]
+        for a in reviewer_activity(context.database)
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=ACTIVITY_COLUMNS)
+
+
+def stats_table(context: Context) -> pd.DataFrame:
+    """Images per label and split, one row per label."""
+    stats = dataset_stats(context.database)
+    rows = [
+        [label, counts.get("train", 0), counts.get("valid", 0), counts.get("train", 0) + counts.get("valid", 0)]
+        for label, counts in stats.by_label.items()
+    ]
+    return pd.DataFrame(rows, columns=STATS_COLUMNS)
+
+
+def rejections_table(context: Context, batch_id: int | None = None) -> pd.DataFrame:
+    """The latest import rejections with their reasons."""
+    rows = [[r.item, r.reason, r.detail] for r in list_rejections(context.database, batch_id, limit=200)]
+    return pd.DataFrame(rows, columns=REJECTION_COLUMNS)
+
+
+def deleted_choices(context: Context) -> list[tuple[str, int]]:
+    """(shown text, image id) for every deleted image, newest first."""
+    return [
+        (f"{d.image_id}: {d.original_name} ({d.label or 'unlabeled'})", d.image_id)
+        for d in deleted_images(context.database)
+    ]
+
+
+def make_handlers(context: Context):
+    """The Admin tab's handlers, bound to this Loupe instance."""
+
+    def refresh(request: gr.Request):
+        require_role_in_handler(context, request, "admin")
+        return (
+            stats_summary_markdown(context),
+            stats_table(context),
+            activity_table(context),
+            rejections_table(context),
+            gr.Dropdown(choices=deleted_choices(context), value=[]),
+        )
+
+    def apply_to_deleted(operation, verb: str):
+        def handler(selected: list[int] | None, request: gr.Request):
+            user = require_role_in_handler(context, request, "admin")
+            if not selected:
+                raise gr.Error(f"Choose the deleted images to {verb} first.")
+            failed = []
+            for image_id in selected:
+                try:
+                    operation(context, int(image_id), user.id)
+                except (DecisionError, StaleDecision) as refused:
+                    failed.append(str(refused))
+            if failed:
+                gr.Warning(f"{len(failed)} not done: {'; '.join(failed)}")
+            gr.Info(f"{len(selected) - len(failed)} image(s) {verb}d.")
+            return stats_summary_markdown(context), gr.Dropdown(choices=deleted_choices(context), value=[])
+
+        return handler
+
+    def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()):
+        user = require_role_in_handler(context, request, "admin")
+        if not files:
+            raise gr.Error("Choose one or more images or a zip first.")
+        summary = import_paths(
+            context,
+            files,
+            kind="upload",
+            label=label.strip() or None,
+            progress=lambda done, total: progress((done, total), desc="Importing", unit="images"),
+            user_name=user.name,
+        )
+        if summary.rejected:
+            gr.Warning(f"{len(summary.rejected)} item(s) were rejected; see the table below.")
+        result = (
+            f"Import finished: added **{summary.added}**, duplicates **{summary.duplicates}**, "
+            f"rejected **{len(summary.rejected)}**."
+        )
+        return (
+            result,
+            None,
+            stats_summary_markdown(context),
+            stats_table(context),
+            rejections_table(context, summary.batch_id),
+        )
+
+    restore = apply_to_deleted(restore_image, "restore")
+    purge = apply_to_deleted(purge_image, "purge")
+    return refresh, upload, restore, purge
+
+
+def build_dataset_section(context: Context) -> dict:
+    """The Dataset section's components and wiring; returns the handler that fills it."""
+    refresh, upload, restore, purge = make_handlers(context)
+    summary = gr.Markdown(elem_id="admin-stats-summary")
+    with gr.Row():
+        per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
+        activity = gr.Dataframe(headers=ACTIVITY_COLUMNS, label="Reviewer activity", interactive=False)
+    refresh_button = gr.Button("Refresh", size="sm")
+    gr.Markdown("### Upload images")
+    files = gr.File(
+        label="Images or a .zip (class folders inside become labels)", file_count="multiple", elem_id="admin-files"
+    )
+    label = gr.Textbox(label="Label for images without a class folder (optional)", max_lines=1)
+    upload_button = gr.Button("Import", variant="primary", elem_id="admin-import")
+    result = gr.Markdown(elem_id="admin-import-result")
+    rejections = gr.Dataframe(headers=REJECTION_COLUMNS, label="Rejected items", interactive=False)
+    gr.Markdown("### Deleted images\nRestore brings them back; purge removes their files for good (the log stays).")
+    # Custom values let scripts pass image ids through the Gradio API without loading the page first.
+    deleted = gr.Dropdown(
+        [], multiselect=True, allow_custom_value=True, label="Deleted images", elem_id="admin-deleted"
+    )
+    with gr.Row():
+        restore_button = gr.Button("Restore selected", elem_id="admin-restore")
+        purge_button = gr.Button("Purge selected (removes files)", variant="stop", elem_id="admin-purge")
+
+    outputs = [summary, per_label, activity, rejections, deleted]
+    refresh_button.click(refresh, outputs=outputs, api_name="admin_stats")
+    upload_button.click(
+        upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"
+    )
+    restore_button.click(restore, inputs=deleted, outputs=[summary, deleted], api_name="admin_restore")
+    purge_button.click(purge, inputs=deleted, outputs=[summary, deleted], api_name="admin_purge")
+    return {"fn": refresh, "outputs": outputs}

@@ -1,0 +1,225 @@
+"""Admin → Training: the Retrain now button, the runs table with live progress, and one run in detail."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from context import Context
+from db import decisions as decision_db
+from db import runs as run_db
+from errors import LoupeError
+from training.launcher import launch
+from training.scheduler import load_policy
+from ui import charts
+from ui.auth import require_role_in_handler
+
+RUN_COLUMNS = [
+    "run",
+    "status",
+    "trigger",
+    "device",
+    "started",
+    "seconds",
+    "images",
+    "decisions",
+    "progress",
+    "error rate",
+]
+PER_CLASS_COLUMNS = ["class", "accuracy"]
+CONFUSED_COLUMNS = ["actual", "predicted", "count"]
+POLL_S = 2.0
+
+
+def progress_text(run: run_db.RunRow) -> str:
+    """Where an active run is ('frozen epoch 1/1, batch 20/45'), or what an ended one did."""
+    if run.status not in run_db.ACTIVE_STATUSES:
+        return run.status
+    p = run.progress
+    if not p:
+        return "starting"
+    if p.get("phase") == "gate":
+        return "comparing with the promoted version"
+    return f"{p.get('phase')} epoch {p.get('epoch')}/{p.get('n_epochs')}, batch {p.get('batch')}/{p.get('n_batches')}"
+
+
+def runs_table(context: Context) -> pd.DataFrame:
+    """The newest runs, one row each."""
+    total = decision_db.count_decisions_since(context.database, None)
+    rows = []
+    for run in run_db.list_runs(context.database, limit=30):
+        decisions = total - decision_db.count_decisions_since(context.database, run.last_decision_id)
+        error_rate = run.metrics.get("error_rate")
+        rows.append(
+            [
+                run.id,
+                run.status,
+                run.trigger,
+                run.device or "",
+                run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "",
+                round(run.seconds, 1) if run.seconds is not None else None,
+                run.image_count,
+                decisions if run.last_decision_id is not None else 0,
+                progress_text(run),
+                f"{error_rate:.1%}" if error_rate is not None else "",
+            ]
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def run_choices(context: Context) -> list[tuple[str, int]]:
+    """(shown text, run id), newest first."""
+    return [(f"run {r.id} · {r.status} · {r.trigger}", r.id) for r in run_db.list_runs(context.database, limit=30)]
+
+
+def run_summary(run: run_db.RunRow) -> str:
+    """One run in words: what it was asked, what happened, the gate's verdict and the diagnosis."""
+    m = run.metrics
+    lines = [
+        f"### Run {run.id}: {run.status}",
+        f"Trigger **{run.trigger}** · {run.arch} at {run.params.get('size')} px · device {run.device or '—'} · "
+        f"{run.image_count or '—'} images · epochs {run.params.get('freeze_epochs')} frozen + "
+        f"{run.params.get('epochs')} unfrozen · learning rate {m.get('lr') or run.params.get('lr') or 'found'}",
+    ]
+    if run.status in run_db.ACTIVE_STATUSES:
+        lines.append(f"Now: {progress_text(run)}")
+    if m.get("error_rate") is not None:
+        lines.append(f"Validation error rate **{m['error_rate']:.1%}** on {m.get('valid_count')} images.")
+    gate = m.get("gate")
+    if gate:
+        lines.append(f"Promotion gate: **{'promoted' if gate['promote'] else 'not promoted'}** — {gate['reason']}.")
+    if run.error:
+        lines.append(f"Error: `{run.error.splitlines()[0]}`")
+    for finding in m.get("diagnosis", []):
+        lines.append(f"- {finding}")
+    return "\n\n".join(lines)
+
+
+def make_handlers(context: Context):
+    """The Training section's handlers, bound to this Loupe instance."""
+    database = context.database
+
+    def details(run_id: int | None):
+        run = run_db.get_run(database, int(run_id)) if run_id is not None else None
+        if run is None:
+            return "Choose a run.", None, None, None, None, None
+        m = run.metrics
+        history = m.get("history") or run.progress.get("history") or []
+        per_class = pd.DataFrame(
+            [[name, f"{acc:.1%}" if acc is not None else ""] for name, acc in m.get("per_class_accuracy", {}).items()],
+            columns=PER_CLASS_COLUMNS,
+        )
+        confused = pd.DataFrame(m.get("most_confused", []), columns=CONFUSED_COLUMNS)
+        return (
+            run_summary(run),
+            charts.loss_curves(history),
+            charts.lr_finder(m.get("lr_find")),
+            charts.confusion_matrix(m.get("confusion_matrix"), m.get("classes", [])),
+            per_class,
+            confused,
+        )
+
+    def refresh(request: gr.Request, run_id: int | None):  # request first: Gradio injects it only there
+        require_role_in_handler(context, request, "admin")
+        return runs_table(context), gr.Dropdown(choices=run_choices(context), value=run_id), *details(run_id)
+
+    def tick(request: gr.Request, run_id: int | None, was_active: bool):
+        # Refreshes while a run is active and once more after it ends; an idle tab costs one small
+        # query every POLL_S.
+        require_role_in_handler(context, request, "admin")
+        active = run_db.active_run(database)
+        if active is None and not was_active:
+            return gr.skip(), gr.skip(), *([gr.skip()] * 6), False
+        return *refresh(request, run_id if run_id is not None else active.id), active is not None
+
+    def retrain(request: gr.Request, epochs: float, freeze_epochs: float, lr: str, find_lr: bool):
+        user = require_role_in_handler(context, request, "admin")
+        try:
+            rate = float(lr) if str(lr or "").strip() else None
+        except ValueError:
+            raise gr.Error(f"The learning rate must be a number like 0.002 (got {lr!r}).") from None
+        policy = load_policy(context)
+        try:
+            run_id = launch(
+                context,
+                "manual",
+                epochs=int(epochs),
+                freeze_epochs=int(freeze_epochs),
+                lr=rate,
+                find_lr=bool(find_lr),
+                size=policy.size,
+                tolerance=policy.tolerance,
+            )
+        except LoupeError as refused:  # busy, bad parameters, missing weights
+            gr.Warning(str(refused))
+            return gr.skip(), gr.skip(), *([gr.skip()] * 6)
+        gr.Info(f"Training run {run_id} started by {user.name}.")
+        return refresh(request, run_id)
+
+    def cancel(request: gr.Request, run_id: int | None):
+        require_role_in_handler(context, request, "admin")
+        if run_id is None or not run_db.request_cancel(database, int(run_id)):
+            gr.Warning("That run is not queued or running.")
+        else:
+            gr.Info(f"Asked run {run_id} to stop after its current batch.")
+        return refresh(request, run_id)
+
+    def retry(request: gr.Request, run_id: int | None):
+        require_role_in_handler(context, request, "admin")
+        run = run_db.get_run(database, int(run_id)) if run_id is not None else None
+        if run is None or run.status not in ("failed", "cancelled"):
+            raise gr.Error("Choose a failed or cancelled run to retry.")
+        known = ("size", "epochs", "freeze_epochs", "batch_size", "lr", "find_lr", "weights", "promote", "tolerance")
+        try:
+            new_id = launch(context, "retry", run.arch, **{k: v for k, v in run.params.items() if k in known})
+        except LoupeError as refused:
+            gr.Warning(str(refused))
+            return refresh(request, run_id)
+        gr.Info(f"Run {run_id} retried as run {new_id}.")
+        return refresh(request, new_id)
+
+    return refresh, tick, retrain, cancel, retry
+
+
+def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
+    """The Training section's components and wiring; returns its timer and the handler that fills it."""
+    refresh, tick, retrain, cancel, retry = make_handlers(context)
+    default_policy = load_policy(context)
+    gr.Markdown("### Retrain now")
+    with gr.Row():
+        freeze_epochs = gr.Number(default_policy.freeze_epochs, label="Frozen epochs", precision=0, minimum=0)
+        epochs = gr.Number(default_policy.epochs, label="Unfrozen epochs", precision=0, minimum=0)
+        lr = gr.Textbox(label="Learning rate (empty: 0.002, or the finder's)", max_lines=1, elem_id="retrain-lr")
+        find_lr = gr.Checkbox(label="Find the learning rate first", value=False)
+    retrain_button = gr.Button("Retrain now", variant="primary", elem_id="retrain-now")
+    gr.Markdown("### Training runs")
+    table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="runs-table", label="Newest first")
+    with gr.Row():
+        chosen = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="run-choice", scale=3)
+        cancel_button = gr.Button("Cancel run", size="sm", variant="stop")
+        retry_button = gr.Button("Retry run", size="sm")
+    summary = gr.Markdown(elem_id="run-summary")
+    with gr.Row():
+        curves = gr.Plot(label="Loss and error rate per epoch", elem_id="run-curves")
+        finder = gr.Plot(label="Learning-rate finder")
+    with gr.Row():
+        confusion = gr.Plot(label="Confusion matrix (validation)", elem_id="run-confusion")
+        with gr.Column():
+            per_class = gr.Dataframe(headers=PER_CLASS_COLUMNS, label="Per-class accuracy", interactive=False)
+            confused = gr.Dataframe(headers=CONFUSED_COLUMNS, label="Most confused", interactive=False)
+    timer = gr.Timer(POLL_S, active=False)
+    was_active = gr.State(False)
+
+    outputs = [table, chosen, summary, curves, finder, confusion, per_class, confused]
+    retrain_button.click(retrain, inputs=[epochs, freeze_epochs, lr, find_lr], outputs=outputs, api_name="retrain_now")
+    chosen.input(refresh, inputs=chosen, outputs=outputs, api_name="admin_runs")
+    cancel_button.click(cancel, inputs=chosen, outputs=outputs, api_name="cancel_run")
+    retry_button.click(retry, inputs=chosen, outputs=outputs, api_name="retry_run")
+    timer.tick(
+        tick,
+        inputs=[chosen, was_active],
+        outputs=[*outputs, was_active],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    return timer, {"fn": refresh, "inputs": chosen, "outputs": outputs}
