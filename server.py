@@ -29,7 +29,8 @@ def build_app(context: Context):
     from fastapi import FastAPI
 
     from api.review import build_review_router
-    from api.routes import build_router
+    from api.routes import build_router, login_address_limit
+    from limits import LoginThrottle, RequestRate
     from models.serving import Serving
     from training.scheduler import LoopScheduler
     from ui.auth import make_login_check
@@ -39,6 +40,10 @@ def build_app(context: Context):
 
     serving = Serving(context, threads=context.settings.predict_threads)
     settings = context.settings
+    logins = LoginThrottle(
+        settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window_s
+    )
+    predict_rate = RequestRate(settings.predict_rate_per_s, settings.predict_burst)
     loop = LoopScheduler(context, settings.scheduler_tick_s, settings.retrain_check_s) if settings.scheduler else None
 
     @asynccontextmanager
@@ -54,19 +59,20 @@ def build_app(context: Context):
     app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.", lifespan=lifespan)
     app.state.serving = serving
     app.state.loop = loop
-    app.include_router(build_router(context, serving))
-    app.include_router(build_review_router(context))
+    app.include_router(build_router(context, serving, predict_rate))
+    app.include_router(build_review_router(context, logins))
+    app.middleware("http")(login_address_limit(logins, "/review/login"))
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
         app,
         build_review_page(context, loop),
         path="/review",
-        auth=make_login_check(context),
+        auth=make_login_check(context, logins),
         max_file_size=max_file_size,
         head=SHORTCUT_SCRIPT,
         css=REVIEW_CSS,
     )
-    app = gr.mount_gradio_app(app, build_predict_page(serving), path="/", max_file_size=max_file_size)
+    app = gr.mount_gradio_app(app, build_predict_page(serving, predict_rate), path="/", max_file_size=max_file_size)
     return app
 
 

@@ -32,6 +32,11 @@ class Settings:
     url_workers: int = 8
     allow_private_urls: bool = False
     predict_threads: int = 2
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: float = 300.0
+    predict_rate_per_s: float = 10.0  # per client address; 0 turns the limit off
+    predict_burst: int = 30
     scheduler: bool = True  # the retraining loop; tests and one-off commands run without it
     scheduler_tick_s: float = 5.0
     retrain_check_s: float = 30.0
@@ -51,6 +56,11 @@ class Settings:
             url_workers=_int_env("LOUPE_URL_WORKERS", 8),
             allow_private_urls=os.environ.get("LOUPE_ALLOW_PRIVATE_URLS", "").lower() in ("1", "true", "yes"),
             predict_threads=_int_env("LOUPE_PREDICT_THREADS", 2),
+            login_failures_per_user=_int_env("LOUPE_LOGIN_FAILURES_PER_USER", 5),
+            login_failures_per_address=_int_env("LOUPE_LOGIN_FAILURES_PER_ADDRESS", 20),
+            login_window_s=_float_env("LOUPE_LOGIN_WINDOW_S", 300.0),
+            predict_rate_per_s=_float_env("LOUPE_PREDICT_RATE_PER_S", 10.0),
+            predict_burst=_int_env("LOUPE_PREDICT_BURST", 30),
             scheduler=os.environ.get("LOUPE_SCHEDULER", "1").lower() not in ("0", "false", "no", "off"),
             scheduler_tick_s=_float_env("LOUPE_SCHEDULER_TICK_S", 5.0),
             retrain_check_s=_float_env("LOUPE_RETRAIN_CHECK_S", 30.0),

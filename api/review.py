@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
@@ -21,6 +21,7 @@ from db.users import UserRow, authenticate
 from labeling.imagecheck import ImageRejected
 from labeling.ingest import clean_label
 from labeling.scoring import scorer_name
+from limits import LoginThrottle, RateLimited
 
 basic = HTTPBasic(realm="Loupe review")
 
@@ -36,15 +37,22 @@ class DecisionIn(BaseModel):
     )
 
 
-def build_review_router(context: Context) -> APIRouter:
+def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
     """/api/queue and /api/decisions, bound to this Loupe instance."""
     router = APIRouter(prefix="/api", tags=["review"])
     database = context.database
 
-    def expert(credentials: HTTPBasicCredentials = Depends(basic)) -> UserRow:
+    def expert(request: Request, credentials: HTTPBasicCredentials = Depends(basic)) -> UserRow:
+        address = request.client.host if request.client else None
+        try:
+            logins.check(credentials.username, address)
+        except RateLimited as limited:
+            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
         user = authenticate(database, credentials.username, credentials.password)
         if user is None:
+            logins.failed(credentials.username, address)
             raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Basic"})
+        logins.succeeded(user.name)
         if user.role not in ("expert", "admin"):
             raise HTTPException(403, "this needs the expert or admin role")
         return user

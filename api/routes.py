@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from context import Context
 from db.stats import dataset_stats
 from labeling.imagecheck import ImageRejected, RejectReason
 from labeling.safe_fetch import fetch_image_url
+from limits import LoginThrottle, RateLimited, RequestRate
 from models.predictor import NoModelYet, Prediction
 from models.serving import Serving
 
@@ -45,10 +47,39 @@ async def _read_capped(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-def build_router(context: Context, serving: Serving) -> APIRouter:
+def login_address_limit(logins: LoginThrottle, login_path: str):
+    """HTTP middleware: refuse logins at login_path from an address with too many recent failures."""
+
+    async def middleware(request: Request, call_next):
+        if request.method != "POST" or request.url.path != login_path:
+            return await call_next(request)
+        address = request.client.host if request.client else None
+        try:
+            logins.check(None, address)
+        except RateLimited as limited:
+            return _too_many(limited)
+        response = await call_next(request)
+        if response.status_code == 400:  # Gradio's answer to wrong credentials
+            logins.failed(None, address)
+        return response
+
+    return middleware
+
+
+def _too_many(limited: RateLimited) -> JSONResponse:
+    return JSONResponse({"detail": str(limited)}, status_code=429, headers={"Retry-After": str(limited.retry_after_s)})
+
+
+def build_router(context: Context, serving: Serving, predict_rate: RequestRate) -> APIRouter:
     """The /api routes bound to this Loupe instance."""
     router = APIRouter(prefix="/api")
     settings = context.settings
+
+    def limit_rate(request: Request) -> None:
+        try:
+            predict_rate.take(request.client.host if request.client else None)
+        except RateLimited as limited:
+            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
 
     @router.get("/health", summary="Service status and dataset counts")
     async def health() -> dict:
@@ -59,7 +90,13 @@ def build_router(context: Context, serving: Serving) -> APIRouter:
         "/predict",
         response_model=PredictionOut,
         summary="Classify an uploaded image (multipart field `file`)",
-        responses={400: {"description": "not an image"}, 409: {"description": "no model yet"}, 413: {}},
+        responses={
+            400: {"description": "not an image"},
+            409: {"description": "no model yet"},
+            413: {},
+            429: {"description": "too many requests from this address"},
+        },
+        dependencies=[Depends(limit_rate)],
     )
     async def predict(file: UploadFile = File(...)) -> PredictionOut:
         data = await _read_capped(file, settings.max_image_bytes)
@@ -72,7 +109,13 @@ def build_router(context: Context, serving: Serving) -> APIRouter:
         "/classify-url",
         response_model=PredictionOut,
         summary="Fetch an image by http(s) URL and classify it",
-        responses={400: {"description": "bad URL or not an image"}, 409: {"description": "no model yet"}, 413: {}},
+        responses={
+            400: {"description": "bad URL or not an image"},
+            409: {"description": "no model yet"},
+            413: {},
+            429: {"description": "too many requests from this address"},
+        },
+        dependencies=[Depends(limit_rate)],
     )
     async def classify_url(url: str = Query(..., max_length=2048)) -> PredictionOut:
         def fetch_and_predict() -> Prediction:

@@ -70,11 +70,42 @@ def add_user(database: Database, name: str, role: str, password: str) -> UserRow
         return UserRow(user.id, user.name, user.role, user.disabled)
 
 
+class _VerifiedPasswords:
+    """Passwords recently verified against a stored hash, as keyed HMACs (never the passwords).
+
+    HTTP Basic sends the password with every request, and scrypt is slow on purpose (~50 ms): without
+    this, eight experts at work would spend the CPU on hashing. The stored hash is part of the key, so
+    a password reset invalidates the entry; the account is still read from the database every time.
+    """
+
+    def __init__(self, capacity: int = 10_000):
+        self._key = os.urandom(32)
+        self._seen: dict[bytes, None] = {}
+        self._capacity = capacity
+
+    def _digest(self, stored: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{stored}\0{password}".encode(), hashlib.sha256).digest()
+
+    def matches(self, password: str, stored: str) -> bool:
+        digest = self._digest(stored, password)
+        if digest in self._seen:
+            return True
+        if not password_matches(password, stored):
+            return False
+        if len(self._seen) >= self._capacity:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[digest] = None
+        return True
+
+
+_verified = _VerifiedPasswords()
+
+
 def authenticate(database: Database, name: str, password: str) -> UserRow | None:
     """The enabled user with this name and password, else None."""
     with database.read() as session:
         user = session.scalar(select(User).where(User.name == name))
-    if user is None or user.disabled or not password_matches(password, user.password_hash):
+    if user is None or user.disabled or not _verified.matches(password, user.password_hash):
         return None
     return UserRow(user.id, user.name, user.role, user.disabled)
 

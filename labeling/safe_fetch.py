@@ -35,8 +35,9 @@ def read_body_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return bytes(body)
 
 
-def check_url(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and hosts resolving to loopback, private or link-local addresses."""
+def check_url(url: str, allow_private: bool) -> str:
+    """The address to connect to for url, after refusing non-http(s) URLs and hosts that resolve to
+    loopback, private or link-local addresses (any of them)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         raise UnsafeUrl("only http and https URLs can be fetched")
@@ -46,30 +47,49 @@ def check_url(url: str, allow_private: bool) -> None:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
     except (socket.gaierror, UnicodeError):
         raise UnsafeUrl(f"the host {parsed.hostname!r} cannot be resolved") from None
-    if allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeUrl(f"{parsed.hostname} resolves to {address}, an address Loupe does not fetch from")
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not allow_private:
+        for address in addresses:
+            if not address.is_global or address.is_multicast:
+                raise UnsafeUrl(f"{parsed.hostname} resolves to {address}, an address Loupe does not fetch from")
+    return str(addresses[0])
+
+
+def pinned(url: str, address: str) -> tuple[str, dict, dict]:
+    """url aimed at the checked address, with the Host header and TLS name of the original host.
+
+    The name is resolved once, in check_url; connecting by name would resolve it again, and a DNS
+    answer that changed in between (rebinding) could point the request inside this network.
+    """
+    parsed = urlparse(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = host + (f":{parsed.port}" if parsed.port else "")
+    headers = {"Host": parsed.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": parsed.hostname} if parsed.scheme == "https" else {}
+    return parsed._replace(netloc=netloc).geturl(), headers, extensions
 
 
 def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool) -> bytes:
-    """The body at url, following at most MAX_REDIRECTS redirects, each hop checked."""
-    for _ in range(MAX_REDIRECTS + 1):
-        check_url(url, allow_private)
-        try:
-            with httpx.stream("GET", url, timeout=httpx.Timeout(timeout_s), follow_redirects=False) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("location", ""))
-                    continue
-                if response.status_code >= 400:
-                    raise ImageRejected(
-                        RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
-                    )
-                return read_body_capped(response, max_bytes)
-        except httpx.TimeoutException:
-            raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
-        except httpx.TransportError as error:
-            raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the connection failed: {error}") from None
+    """The body at url, following at most MAX_REDIRECTS redirects, each hop checked and pinned."""
+    with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            target, headers, extensions = pinned(url, check_url(url, allow_private))
+            request = client.build_request("GET", target, headers=headers, extensions=extensions)
+            try:
+                response = client.send(request, stream=True)
+                try:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code >= 400:
+                        raise ImageRejected(
+                            RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
+                        )
+                    return read_body_capped(response, max_bytes)
+                finally:
+                    response.close()
+            except httpx.TimeoutException:
+                raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
+            except httpx.TransportError as error:
+                raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the connection failed: {error}") from None
     raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"more than {MAX_REDIRECTS} redirects")

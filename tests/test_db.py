@@ -111,6 +111,19 @@ def test_users_hash_passwords_and_authenticate(context):
     assert user_db.authenticate(context.database, "nobody", "correct horse") is None
 
 
+def test_reset_password_and_disable_take_effect_despite_the_verified_cache(context):
+    user_db.add_user(context.database, "carol", "expert", "correct horse")
+    user_db.add_user(context.database, "root", "admin", "admin password")
+    assert user_db.authenticate(context.database, "carol", "correct horse") is not None  # now cached
+    user_db.set_password(context.database, "carol", "battery staple")
+    assert user_db.authenticate(context.database, "carol", "correct horse") is None
+    assert user_db.authenticate(context.database, "carol", "battery staple") is not None
+    user_db.set_disabled(context.database, "carol", True)
+    assert user_db.authenticate(context.database, "carol", "battery staple") is None
+    with pytest.raises(user_db.UserError, match="last enabled admin"):
+        user_db.set_disabled(context.database, "root", True)
+
+
 @pytest.mark.parametrize(
     ("name", "role", "password", "message"),
     [

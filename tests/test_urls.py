@@ -98,3 +98,29 @@ def test_read_url_list_takes_plain_and_csv(tmp_path):
     listing = tmp_path / "x.csv"
     listing.write_text("url,title\nhttps://a/1.jpg,one\n\n# skipped\nhttps://a/2.jpg\nid7,https://a/3.jpg\n")
     assert read_url_list(listing) == ["https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg"]
+
+
+def test_classify_url_connects_to_the_address_it_checked(site, monkeypatch):
+    """DNS rebinding: the name resolves to a public address when checked, then to loopback. Loupe must
+    connect to the address it checked (unreachable here), never resolve again and reach loopback."""
+    import socket
+
+    from labeling.imagecheck import ImageRejected
+    from labeling.safe_fetch import fetch_image_url
+
+    real_getaddrinfo = socket.getaddrinfo
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 80))]])
+    # 203.0.113.7 is TEST-NET-3 and not global, so the test allows it by pretending it is public.
+    monkeypatch.setattr("ipaddress.IPv4Address.is_global", property(lambda self: str(self) == "203.0.113.7"))
+
+    def rebinding(host, *args, **kwargs):
+        if host == "images.example":
+            return next(answers, real_getaddrinfo("127.0.0.1", *args, **kwargs))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = site.rsplit(":", 1)[1]
+    with pytest.raises(ImageRejected) as refused:
+        fetch_image_url(f"http://images.example:{port}/img/0.png", timeout_s=1, max_bytes=10**6, allow_private=False)
+    assert refused.value.reason == RejectReason.DOWNLOAD_FAILED
+    assert ImageSite.hits == {}  # the loopback site was never reached

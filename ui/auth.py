@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import gradio as gr
+from fastapi import HTTPException
 
 from context import Context
 from db.users import UserRow, authenticate, get_user
+from limits import LoginThrottle, RateLimited
 
 
 class PermissionDenied(Exception):
     """The user may not do this; the message says what role is needed."""
 
 
-def make_login_check(context: Context):
-    """The (username, password) -> bool function Gradio's login form calls."""
+def make_login_check(context: Context, logins: LoginThrottle):
+    """The (username, password) -> bool function Gradio's login form calls; too many failures answer 429.
+
+    Gradio gives this function no address; the app's middleware counts failures per address.
+    """
 
     def check_login(username: str, password: str) -> bool:
-        return authenticate(context.database, username, password) is not None
+        try:
+            logins.check(username, None)
+        except RateLimited as limited:
+            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
+        if authenticate(context.database, username, password) is None:
+            logins.failed(username, None)
+            return False
+        logins.succeeded(username)
+        return True
 
     return check_login
 

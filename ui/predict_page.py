@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from labeling.imagecheck import ImageRejected
+from limits import RateLimited, RequestRate
 from models.predictor import NoModelYet
 from models.serving import Serving
 
@@ -22,10 +23,14 @@ def status_markdown(serving: Serving) -> str:
     return f"Model version **{version}** answers." if version else NO_MODEL_YET
 
 
-def make_predict_handler(serving: Serving):
+def make_predict_handler(serving: Serving, predict_rate: RequestRate):
     """The handler behind the Predict button, bound to the serving predictor."""
 
-    def predict(image_path: str | None):
+    def predict(request: gr.Request, image_path: str | None):  # request first: Gradio injects it only there
+        try:
+            predict_rate.take(request.client.host if request and request.client else None)
+        except RateLimited as limited:
+            raise gr.Error(f"Too many requests: {limited}.") from None
         if not image_path:
             raise gr.Error("Upload or paste an image first.")
         try:
@@ -39,9 +44,9 @@ def make_predict_handler(serving: Serving):
     return predict
 
 
-def build_predict_page(serving: Serving) -> gr.Blocks:
+def build_predict_page(serving: Serving, predict_rate: RequestRate) -> gr.Blocks:
     """The public Blocks: an image in, the top classes with probabilities out."""
-    predict = make_predict_handler(serving)
+    predict = make_predict_handler(serving, predict_rate)
     with gr.Blocks(title="Loupe — Predict") as page:
         gr.Markdown("# Loupe\nHuman-in-the-loop image labeling. Experts and admins: [log in to review](/review/).")
         with gr.Tab("Predict"):

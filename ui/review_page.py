@@ -32,6 +32,6 @@ def build_review_page(context: Context, loop: LoopScheduler | None = None) -> gr
             build_grid_tab(context)
             build_duplicates_tab(context)
             admin, training_timer = build_admin_tab(context, loop)
-        page.load(on_load, outputs=[who, admin, training_timer])
+        page.load(on_load, outputs=[who, admin, training_timer], api_visibility="private")
         page.load(**show_next)
     return page
