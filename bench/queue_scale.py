@@ -34,8 +34,8 @@ CLASSES = [str(digit) for digit in range(10)]
 SEED_CHUNK = 10_000
 
 
-def seed(context: Context, images: int) -> None:
-    """images rows with labels and one scoring pass over them."""
+def seed(context: Context, images: int, scorer: str = "bench") -> None:
+    """images rows with labels and one scoring pass (stored under scorer) over them."""
     rng = np.random.default_rng(0)
     for start in tqdm(range(0, images, SEED_CHUNK), desc="seeding images", unit="chunk"):
         image_db.add_images_bulk(
@@ -69,7 +69,7 @@ def seed(context: Context, images: int) -> None:
         )
         for image_id, value in zip(range(1, images + 1), rng.random(images), strict=True)
     ]
-    embedding_db.replace_scores(context.database, "bench", scores)
+    embedding_db.replace_scores(context.database, scorer, scores)
 
 
 def measure(context: Context, samples: int) -> dict:

@@ -115,7 +115,7 @@ def lease_next(
 ) -> QueueItem | None:
     """The first unreviewed item nobody else holds (and not in skip), leased to user_id; None when none is left."""
     filters = QueueFilters(**{**filters.__dict__, "reviewed": False})
-    for _ in range(5):  # a concurrent expert may take the same item first: then try the next
+    for _ in range(20):  # a concurrent expert may take the same item first: then try the next
         now = utcnow()
         query, reviewed = _base_query(scorer, filters)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
@@ -134,10 +134,19 @@ def lease_next(
                 session.execute(delete(Lease).where(Lease.user_id == user_id))  # one item at a time each
                 session.add(Lease(image_id=image_id, user_id=user_id, expires_at=now + timedelta(seconds=lease_s)))
                 session.flush()
+                # On PostgreSQL the SELECT above saw the queue as it was when it started: another expert
+                # may have leased, decided and released this image since. A fresh statement sees that.
+                still_open = select(Image.id).where(Image.id == image_id, Image.status == "active", ~reviewed)
+                if session.execute(still_open).first() is None:
+                    raise _TakenMeanwhile
                 return _item(*row)
-        except IntegrityError:
+        except (IntegrityError, _TakenMeanwhile):
             continue
     return None
+
+
+class _TakenMeanwhile(Exception):
+    """The chosen item was decided while this lease was being taken; the transaction rolls back."""
 
 
 def release_leases(database: Database, user_id: int) -> None:

@@ -108,3 +108,38 @@ def test_concurrent_leases_hand_out_distinct_items(queue):
     for thread in threads:
         thread.join()
     assert len(taken) == 4 and len(set(taken)) == 4
+
+
+def test_experts_pulling_and_deciding_at_once_never_share_an_image(context):
+    import threading
+
+    database = context.database
+    experts = [user_db.add_user(database, f"pull{i}", "expert", "password-123") for i in range(4)]
+    scores = []
+    for number in range(80):
+        row, _ = image_db.add_image(database, new_image(f"{number + 100:064d}", label="cat"))
+        scores.append(NewScore(row.id, 1 - number / 100, "cat", "dog", None, [["dog", 0.5]]))
+    replace_scores(database, SCORER, scores)
+    confirmed: list[int] = []
+    problems: list[str] = []
+
+    def review(expert):
+        while (item := lease_next(database, SCORER, expert.id, QueueFilters())) is not None:
+            try:
+                row = decision_db.decide(
+                    database, item.image_id, expert.id, "keep", expected_last_id=item.last_decision_id
+                )
+                confirmed.append(row.id)
+            except decision_db.StaleDecision as stale:
+                problems.append(str(stale))
+            release_leases(database, expert.id)
+
+    threads = [threading.Thread(target=review, args=(expert,)) for expert in experts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log = decision_db.list_decisions(database)
+    assert problems == []  # nobody was handed an image someone else had decided
+    assert sorted(row.id for row in log) == sorted(confirmed)  # nothing lost, nothing extra
+    assert len({row.image_id for row in log}) == len(log) == 80  # each image decided exactly once
