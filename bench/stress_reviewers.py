@@ -74,6 +74,16 @@ def start_server(settings: Settings, port: int) -> subprocess.Popen:
         time.sleep(0.3)
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if open client connections keep it from ending within 10 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def expert_client(base: str, auth: tuple[str, str], decisions: int, seed_: int, out: dict) -> None:
     """One expert: take the next item, decide it, until done or the queue is empty."""
     rng = random.Random(seed_)
@@ -123,8 +133,7 @@ def run_on(settings: Settings, experts: int, decisions: int) -> dict:
             thread.join()
         elapsed = time.monotonic() - started
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
     log = decision_db.list_decisions(context.database)
     context.database.dispose()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from db.engine import Database
-from db.schema import Decision, Image, ImportRejection, Label
+from db.schema import Base, Decision, Image, ImportRejection, Label
 
 
 @dataclass
@@ -72,3 +72,13 @@ def review_counts(database: Database) -> ReviewCounts:
         )
         decisions = session.scalar(select(func.count()).select_from(Decision)) or 0
     return ReviewCounts(reviewed, relabeled, decisions)
+
+
+def table_counts(database: Database, skip: tuple[str, ...] = ()) -> dict[str, int]:
+    """Rows per table (a cheap fingerprint: did anything get written?)."""
+    counts = {}
+    with database.read() as session:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in skip:
+                counts[table.name] = session.scalar(select(func.count()).select_from(table)) or 0
+    return counts
