@@ -181,6 +181,25 @@ def cmd_export(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(context: Context, args: argparse.Namespace) -> int:
+    from labeling.backup import backup
+
+    summary = backup(context, args.dest)
+    print(f"backed up the {summary.database} database and {summary.files} files to {summary.destination}")
+    return 0
+
+
+def cmd_restore(context: Context, args: argparse.Namespace) -> int:
+    from labeling.backup import restore
+
+    if not args.yes:
+        print("restore replaces this instance's database and files; stop the server, then add --yes", file=sys.stderr)
+        return 2
+    summary = restore(context, args.source)
+    print(f"restored the {summary.database} database and {summary.files} files into {summary.destination}")
+    return 0
+
+
 def cmd_stats(context: Context, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -412,6 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
     dupes.add_argument("--threshold", type=float, default=0.985, help="cosine similarity that counts (default 0.985)")
     dupes.add_argument("--top", type=int, default=20, help="how many pending pairs to print")
     dupes.set_defaults(handler=cmd_find_duplicates)
+
+    pg_advice = (
+        "SQLite is copied with its online backup API while the server runs. For PostgreSQL back up the "
+        "database with `pg_dump -Fc DBNAME > loupe.dump` and restore it with `pg_restore --clean -d DBNAME "
+        "loupe.dump`; these commands copy the data directory's files either way."
+    )
+    back = commands.add_parser("backup", help="back up the database and data files into a new folder", epilog=pg_advice)
+    back.add_argument("dest", type=Path)
+    back.set_defaults(handler=cmd_backup)
+
+    rest = commands.add_parser("restore", help="restore a backup folder (stop the server first)", epilog=pg_advice)
+    rest.add_argument("source", type=Path)
+    rest.add_argument("--yes", action="store_true", help="really replace this instance's database and files")
+    rest.set_defaults(handler=cmd_restore)
 
     stats = commands.add_parser("stats", help="print dataset counts")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
