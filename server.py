@@ -181,6 +181,18 @@ def cmd_export(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(context: Context, args: argparse.Namespace) -> int:
+    from training.launcher import serve_queued_runs
+
+    print(f"training worker on {context.settings.resolved_database_url.split('@')[-1]}: waiting for queued runs")
+    try:
+        done = serve_queued_runs(context, poll_s=args.poll_s, once=args.once)
+    except KeyboardInterrupt:
+        return 0
+    print(f"trained {done} run(s)")
+    return 0
+
+
 def cmd_backup(context: Context, args: argparse.Namespace) -> int:
     from labeling.backup import backup
 
@@ -431,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     dupes.add_argument("--threshold", type=float, default=0.985, help="cosine similarity that counts (default 0.985)")
     dupes.add_argument("--top", type=int, default=20, help="how many pending pairs to print")
     dupes.set_defaults(handler=cmd_find_duplicates)
+
+    worker = commands.add_parser(
+        "worker",
+        help="train queued runs in this process's machine (with LOUPE_TRAINING_WORKER=external on the servers)",
+    )
+    worker.add_argument("--poll-s", type=float, default=2.0, help="seconds between looks for queued runs")
+    worker.add_argument("--once", action="store_true", help="train what is queued now, then exit")
+    worker.set_defaults(handler=cmd_worker)
 
     pg_advice = (
         "SQLite is copied with its online backup API while the server runs. For PostgreSQL back up the "

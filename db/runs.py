@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
@@ -119,13 +119,25 @@ def list_runs(database: Database, limit: int = 50) -> list[RunRow]:
 
 
 def claim_run(database: Database, run_id: int) -> bool:
-    """Record this process as the run's worker; False when the run is no longer queued."""
+    """Record this process as the run's worker; False when the run is not waiting (or another worker won)."""
     with database.write() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None or run.status != "queued" or run.worker_pid is not None:
-            return False
-        run.worker_host, run.worker_pid, run.heartbeat_at = socket.gethostname(), os.getpid(), utcnow()
-        return True
+        claimed = session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status == "queued", TrainingRun.worker_pid.is_(None))
+            .values(worker_host=socket.gethostname(), worker_pid=os.getpid(), heartbeat_at=utcnow())
+        )
+        return claimed.rowcount == 1
+
+
+def next_queued_run(database: Database) -> int | None:
+    """The oldest run no worker has claimed yet (for `server.py worker`)."""
+    with database.read() as session:
+        return session.scalar(
+            select(TrainingRun.id)
+            .where(TrainingRun.status == "queued", TrainingRun.worker_pid.is_(None))
+            .order_by(TrainingRun.id)
+            .limit(1)
+        )
 
 
 def start_run(database: Database, run_id: int, device: str, image_count: int) -> None:

@@ -91,8 +91,29 @@ def launch(context: Context, trigger: str = "manual", arch: str = DEFAULT_ARCH, 
     What the scheduler and the Retrain button call: the web process never waits for training.
     """
     run_id = queue_run(context, arch, trigger, **overrides)
+    if context.settings.training_worker == "external":
+        return run_id  # `server.py worker`, perhaps on another machine, claims it
     process = spawn_worker(context, run_id)
     threading.Thread(
         target=wait_for_worker, args=(context, run_id, process), name=f"loupe-run-{run_id}", daemon=True
     ).start()
     return run_id
+
+
+def serve_queued_runs(context: Context, poll_s: float = 2.0, once: bool = False) -> int:
+    """`server.py worker`: train queued runs one after another, each in its own process; returns runs done.
+
+    For layouts where the web processes only queue runs (LOUPE_TRAINING_WORKER=external): the training
+    slot in the database still allows one run at a time, whoever queued it.
+    """
+    done = 0
+    while True:
+        run_db.fail_dead_runs(context.database)
+        run_id = run_db.next_queued_run(context.database)
+        if run_id is not None:
+            wait_for_worker(context, run_id, spawn_worker(context, run_id))
+            done += 1
+        elif once:
+            return done
+        else:
+            time.sleep(poll_s)

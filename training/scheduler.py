@@ -13,6 +13,7 @@ takes a lease in the database and training takes the database's training slot, s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -235,7 +236,9 @@ class LoopScheduler:
         self.tick_s = tick_s
         self.retrain_check_s = retrain_check_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
-        self.key = self.holder
+        # Stored jobs carry this key; it names the database, not the process, so every process sharing
+        # the database (and its job table) finds its own scheduler under it when a job comes due.
+        self.key = hashlib.sha256(context.settings.resolved_database_url.encode()).hexdigest()[:16]
         self._cron: str | None = None
         self._scheduler = None
 
