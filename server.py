@@ -472,20 +472,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PATH_ARGUMENTS = ("paths", "files", "dest", "source")  # what import, import-urls, export, backup, restore take
+
+
+def _check_paths(args: argparse.Namespace, settings: Settings) -> None:
+    from labeling.paths import require_inside
+
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value] if value is not None else []:
+            require_inside(Path(path), settings.allowed_roots)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command (serve when none is given)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["serve", *(argv or [])])
-    context = Context.open(Settings.from_env())
+    settings = Settings.from_env()
+    context = None
     try:
+        _check_paths(args, settings)  # before anything is opened or written
+        context = Context.open(settings)
         return args.handler(context, args)
     except LoupeError as error:  # a refusal the person can act on: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        context.database.dispose()
+        if context is not None:
+            context.database.dispose()
 
 
 if __name__ == "__main__":

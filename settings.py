@@ -37,6 +37,7 @@ class Settings:
     login_window_s: float = 300.0
     predict_rate_per_s: float = 10.0  # per client address; 0 turns the limit off
     predict_burst: int = 30
+    allowed_roots: tuple[Path, ...] = ()  # folders commands may import from / export to; empty: anywhere
     training_worker: str = "local"  # "external": web processes only queue runs; `server.py worker` trains
     scheduler: bool = True  # the retraining loop; tests and one-off commands run without it
     scheduler_tick_s: float = 5.0
@@ -62,6 +63,7 @@ class Settings:
             login_window_s=_float_env("LOUPE_LOGIN_WINDOW_S", 300.0),
             predict_rate_per_s=_float_env("LOUPE_PREDICT_RATE_PER_S", 10.0),
             predict_burst=_int_env("LOUPE_PREDICT_BURST", 30),
+            allowed_roots=tuple(Path(p) for p in os.environ.get("LOUPE_ALLOWED_ROOTS", "").split(os.pathsep) if p),
             training_worker=os.environ.get("LOUPE_TRAINING_WORKER", "local"),
             scheduler=os.environ.get("LOUPE_SCHEDULER", "1").lower() not in ("0", "false", "no", "off"),
             scheduler_tick_s=_float_env("LOUPE_SCHEDULER_TICK_S", 5.0),

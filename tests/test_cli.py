@@ -92,3 +92,21 @@ def test_demo_if_empty_skips_a_filled_database(tmp_path, cli_env):
     run_cli("import", str(tmp_path / "one.png"), "--label", "x", env_extra=cli_env)
     skipped = run_cli("demo", "--if-empty", env_extra=cli_env)
     assert skipped.returncode == 0 and "skipped" in skipped.stdout
+
+
+def test_allowed_roots_refuse_paths_that_lead_outside(tmp_path, cli_env):
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    (allowed / "cat").mkdir(parents=True)
+    (outside / "cat").mkdir(parents=True)
+    (allowed / "cat" / "a.png").write_bytes(distinct_images(1)[0])
+    (outside / "cat" / "b.png").write_bytes(distinct_images(2)[1])
+    (allowed / "link").symlink_to(outside, target_is_directory=True)
+    env = {**cli_env, "LOUPE_ALLOWED_ROOTS": str(allowed)}
+    for path in (outside, allowed / ".." / "outside", allowed / "link"):
+        refused = run_cli("import", str(path), env_extra=env)
+        assert refused.returncode == 2 and "outside the allowed roots" in refused.stderr, refused.stderr
+    refused = run_cli("export", str(tmp_path / "elsewhere"), "--format", "csv", env_extra=env)
+    assert refused.returncode == 2 and "outside the allowed roots" in refused.stderr
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "data").exists()  # nothing was written
+    accepted = run_cli("import", str(allowed), env_extra=env)
+    assert accepted.returncode == 0 and "added 1" in accepted.stdout
