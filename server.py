@@ -29,7 +29,7 @@ def build_app(context: Context):
     from fastapi import FastAPI
 
     from api.review import build_review_router
-    from api.routes import build_router, login_address_limit
+    from api.routes import build_router, login_address_limit, request_size_limit
     from limits import LoginThrottle, RequestRate
     from models.serving import Serving
     from training.scheduler import LoopScheduler
@@ -62,6 +62,8 @@ def build_app(context: Context):
     app.include_router(build_router(context, serving, predict_rate))
     app.include_router(build_review_router(context, logins))
     app.middleware("http")(login_address_limit(logins, "/review/login"))
+    envelope = 1024 * 1024  # multipart headers and form fields around the file
+    app.middleware("http")(request_size_limit(settings.max_image_bytes + envelope, settings.max_zip_bytes + envelope))
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
         app,

@@ -66,6 +66,24 @@ def login_address_limit(logins: LoginThrottle, login_path: str):
     return middleware
 
 
+def request_size_limit(public_max_bytes: int, review_max_bytes: int, review_prefix: str = "/review"):
+    """HTTP middleware: refuse a request whose declared body is over the cap before reading it (413).
+
+    Public pages take one image; /review takes admin uploads (zips). Gradio's own per-file limit and
+    Loupe's decode checks still apply to what gets through.
+    """
+
+    async def middleware(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        limit = review_max_bytes if request.url.path.startswith(review_prefix) else public_max_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            detail = f"too_large: the request is {int(declared):,} bytes; the limit here is {limit:,}"
+            return JSONResponse({"detail": detail}, status_code=413)
+        return await call_next(request)
+
+    return middleware
+
+
 def _too_many(limited: RateLimited) -> JSONResponse:
     return JSONResponse({"detail": str(limited)}, status_code=429, headers={"Retry-After": str(limited.retry_after_s)})
 

@@ -78,6 +78,7 @@ def start_server(context, data_dir: Path, port: int, scheduled: bool) -> subproc
         "DATABASE_URL": context.settings.resolved_database_url,
         "LOUPE_SCHEDULER": "1" if scheduled else "0",
         "LOUPE_RETRAIN_CHECK_S": "1",
+        "LOUPE_PREDICT_RATE_PER_S": "0",  # the load comes from one address on purpose
     }
     return subprocess.Popen(
         [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],

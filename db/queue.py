@@ -120,6 +120,9 @@ def lease_next(
         query, reviewed = _base_query(scorer, filters)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
         query = query.where(~held_by_others, Image.id.not_in(skip)).order_by(Score.score.desc(), Image.id).limit(1)
+        # PostgreSQL: experts asking at once each lock a different row instead of all picking the top
+        # one and all but one failing on the lease's key (SQLite's BEGIN IMMEDIATE serialises them).
+        query = query.with_for_update(of=Image, skip_locked=True)
         try:
             with database.write() as session:
                 row = session.execute(query).first()

@@ -78,3 +78,16 @@ def test_request_rate_refills_and_zero_means_off():
     unlimited = RequestRate(rate_per_s=0, burst=0)
     for _ in range(100):
         unlimited.take("a")
+
+
+def test_oversize_requests_are_refused_before_they_are_read(tmp_path):
+    context = open_context(tmp_path / "data", f"sqlite:///{tmp_path / 'loupe.db'}", max_image_bytes=50_000)
+    add_user(context.database, ADMIN[0], "admin", ADMIN[1])
+    big = b"\0" * 2_000_000  # over the public cap (50 kB + 1 MiB envelope), under the review cap
+    with LiveServer(context) as server:
+        for path in ("/api/predict", "/gradio_api/upload"):
+            response = httpx.post(f"{server.url}{path}", files={"file": ("big.png", big)}, timeout=30)
+            assert response.status_code == 413 and "the limit here is" in response.json()["detail"]
+        review = httpx.post(f"{server.url}/review/gradio_api/upload", files={"files": ("big.zip", big)}, timeout=30)
+        assert review.status_code != 413  # admin uploads (zips) have the larger cap
+    context.database.dispose()
