@@ -29,7 +29,7 @@ def build_app(context: Context):
     from fastapi import FastAPI
 
     from api.review import build_review_router
-    from api.routes import build_router, login_address_limit, request_size_limit
+    from api.routes import RequestGuard, build_router
     from limits import LoginThrottle, RequestRate
     from models.serving import Serving
     from training.scheduler import LoopScheduler
@@ -61,9 +61,14 @@ def build_app(context: Context):
     app.state.loop = loop
     app.include_router(build_router(context, serving, predict_rate))
     app.include_router(build_review_router(context, logins))
-    app.middleware("http")(login_address_limit(logins, "/review/login"))
     envelope = 1024 * 1024  # multipart headers and form fields around the file
-    app.middleware("http")(request_size_limit(settings.max_image_bytes + envelope, settings.max_zip_bytes + envelope))
+    app.add_middleware(
+        RequestGuard,
+        logins=logins,
+        login_path="/review/login",
+        public_max_bytes=settings.max_image_bytes + envelope,
+        review_max_bytes=settings.max_zip_bytes + envelope,
+    )
     max_file_size = context.settings.max_image_bytes
     app = gr.mount_gradio_app(
         app,

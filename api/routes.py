@@ -47,41 +47,49 @@ async def _read_capped(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-def login_address_limit(logins: LoginThrottle, login_path: str):
-    """HTTP middleware: refuse logins at login_path from an address with too many recent failures."""
+class RequestGuard:
+    """ASGI middleware, in front of every route and page: checks made before the app reads a body.
 
-    async def middleware(request: Request, call_next):
-        if request.method != "POST" or request.url.path != login_path:
-            return await call_next(request)
-        address = request.client.host if request.client else None
-        try:
-            logins.check(None, address)
-        except RateLimited as limited:
-            return _too_many(limited)
-        response = await call_next(request)
-        if response.status_code == 400:  # Gradio's answer to wrong credentials
-            logins.failed(None, address)
-        return response
+    - a request whose declared body is over the cap gets 413 (public pages take one image; /review
+      takes admin uploads, zips included); Gradio's per-file limit and the decode checks still follow;
+    - logins at login_path from an address with too many recent failures get 429, and failed ones
+      (Gradio answers 400) are counted per address (check_login counts them per user).
 
-    return middleware
-
-
-def request_size_limit(public_max_bytes: int, review_max_bytes: int, review_prefix: str = "/review"):
-    """HTTP middleware: refuse a request whose declared body is over the cap before reading it (413).
-
-    Public pages take one image; /review takes admin uploads (zips). Gradio's own per-file limit and
-    Loupe's decode checks still apply to what gets through.
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware: that one cost a third of /api/predict's
+    throughput in bench/http_load.py.
     """
 
-    async def middleware(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        limit = review_max_bytes if request.url.path.startswith(review_prefix) else public_max_bytes
-        if declared and declared.isdigit() and int(declared) > limit:
-            detail = f"too_large: the request is {int(declared):,} bytes; the limit here is {limit:,}"
-            return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
+    def __init__(self, app, *, logins: LoginThrottle, login_path: str, public_max_bytes: int, review_max_bytes: int):
+        self.app = app
+        self.logins, self.login_path = logins, login_path
+        self.public_max_bytes, self.review_max_bytes = public_max_bytes, review_max_bytes
 
-    return middleware
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        limit = self.review_max_bytes if path.startswith("/review") else self.public_max_bytes
+        if declared.isdigit() and int(declared) > limit:
+            detail = f"too_large: the request is {int(declared):,} bytes; the limit here is {limit:,}"
+            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        if scope["method"] != "POST" or path != self.login_path:
+            return await self.app(scope, receive, send)
+        address = scope["client"][0] if scope.get("client") else None
+        try:
+            self.logins.check(None, address)
+        except RateLimited as limited:
+            return await _too_many(limited)(scope, receive, send)
+        status: dict[str, int] = {}
+
+        async def noting_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, noting_status)
+        if status.get("code") == 400:  # Gradio's answer to wrong credentials
+            self.logins.failed(None, address)
 
 
 def _too_many(limited: RateLimited) -> JSONResponse:
