@@ -308,13 +308,15 @@ def cmd_train(context: Context, args: argparse.Namespace) -> int:
         print(f"  learning-rate finder suggested {metrics['lr_find']['suggested_lr']:.2e}")
     for sentence in metrics.get("diagnosis", []):
         print(f"  diagnosis: {sentence}")
+    from db.model_versions import list_versions
+
+    version = next(v.version for v in list_versions(context.database) if v.run_id == run_id)
     gate = metrics.get("gate")
     if gate is None:
-        print(f"model version v{run_id} written (a candidate; promote it with `server.py promote v{run_id}`)")
+        print(f"model version {version} written (a candidate; promote it with `server.py promote {version}`)")
     else:
-        print(
-            f"model version v{run_id} written and {'promoted' if gate['promote'] else 'not promoted'}: {gate['reason']}"
-        )
+        verdict = "promoted" if gate["promote"] else "not promoted"
+        print(f"model version {version} written and {verdict}: {gate['reason']}")
     return 0
 
 

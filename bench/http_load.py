@@ -103,15 +103,15 @@ def wait_for_version(base: str, version: str) -> None:
 
 
 def prepare_scheduled(context):
-    """Demo digits, a head-only v1, an expert, a policy that retrains after one decision; returns that decision."""
+    """Demo digits, a head-only v0, an expert, a policy that retrains after one decision; returns that decision."""
     from db import decisions as decision_db
     from db import users as user_db
     from labeling.demo import import_demo
     from training.scheduler import LoopPolicy, save_policy
 
     import_demo(context)
-    write_head_only_version(context, "v1", [str(d) for d in range(10)], 64)
-    version_db.promote(context.database, "v1")
+    write_head_only_version(context, "v0", [str(d) for d in range(10)], 64)
+    version_db.promote(context.database, "v0")
     save_policy(
         context,
         LoopPolicy(quick_loop=False, retrain_after_decisions=1, freeze_epochs=1, epochs=0, size=64, tolerance=1.0),
@@ -139,7 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         data_dir = Path(temp) / "data"
         context = open_instance(data_dir)
-        timeline = [(time.monotonic(), "v1")]
+        first = "v0" if args.scheduled else "v1"
+        timeline = [(time.monotonic(), first)]
         if args.scheduled:
             decide = prepare_scheduled(context)
         else:
@@ -151,7 +152,7 @@ def main() -> None:
         server = start_server(context, data_dir, port, args.scheduled)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_for_version(base, "v1")
+            wait_for_version(base, first)
             payload = sample_jpeg()
             if args.scheduled:
                 total = 10**9
@@ -161,7 +162,7 @@ def main() -> None:
                         decide()  # the scheduler takes it from here
 
                 def stop(results) -> bool:
-                    return sum(1 for r in results if r[3] not in (None, "v1")) >= 300
+                    return sum(1 for r in results if r[3] not in (None, first)) >= 300
             else:
                 total = args.requests
                 swap_at = {args.requests * k // 4: name for k, name in zip((1, 2, 3), versions[1:], strict=True)}

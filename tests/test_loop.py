@@ -225,3 +225,13 @@ def test_worker_refuses_a_run_that_is_not_waiting(context):
     )
     assert finished.returncode == 2 and "not waiting for a worker" in finished.stderr
     assert run_db.get_run(context.database, run_id).status == "cancelled"
+
+
+def test_a_run_never_overwrites_a_version_of_the_same_name(trained_dir, tmp_path):
+    from training.worker import free_version_name
+
+    context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
+    clone_version(context, "v1", "v7")  # e.g. made by hand, or restored from a backup
+    assert free_version_name(context, "v7") == "v7.2"
+    assert free_version_name(context, "v8") == "v8"
+    context.database.dispose()

@@ -40,6 +40,15 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def free_version_name(context: Context, wanted: str) -> str:
+    """wanted, or wanted.2, wanted.3 … when a version of that name exists (a restored or hand-made one)."""
+    name, n = wanted, 1
+    while version_db.get_version(context.database, name) or (context.settings.data_dir / "models" / name).exists():
+        n += 1
+        name = f"{wanted}.{n}"
+    return name
+
+
 def train_run(context: Context, run_id: int) -> str | None:
     """Train run_id to the end; returns the new version name, or None when cancelled."""
     database = context.database
@@ -99,7 +108,7 @@ def train_run(context: Context, run_id: int) -> str | None:
     )
     run_db.record_metrics(database, run_id, metrics)
 
-    version = f"v{run_id}"
+    version = free_version_name(context, f"v{run_id}")
 
     if device == "cuda":
         learn.to_fp32()
