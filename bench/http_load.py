@@ -199,7 +199,7 @@ def main() -> None:
     latencies = [r[1] - r[0] for r in results]
     rows = [
         [
-            args.requests,
+            len(results),
             args.clients,
             len(errors),
             len(stale),
