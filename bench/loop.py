@@ -139,12 +139,13 @@ def main() -> None:
             wait_for(lambda: last_rescore(context).get("model_version") == promoted, 600, "the rescore after promotion")
             recall_after = recall_at_10pct(context, flipped)
             gate = run.metrics["gate"]
+            total_images = image_db.count_images(context.database)
         finally:
             loop.stop()
             context.database.dispose()
 
     print_table(
-        f"The loop on {len(flipped) * 10} demo digits ({len(flipped)} flipped), scheduler-driven",
+        f"The loop on {total_images} demo digits ({len(flipped)} flipped), scheduler-driven",
         ["step", "value"],
         [
             ["labels fixed by the expert", f"{fixed} of {args.decisions} reviewed"],
