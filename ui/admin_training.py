@@ -130,7 +130,9 @@ def make_handlers(context: Context):
         active = run_db.active_run(database)
         if active is None and not was_active:
             return gr.skip(), gr.skip(), *([gr.skip()] * 6), False
-        return *refresh(request, run_id if run_id is not None else active.id), active is not None
+        if run_id is None:  # follow the active run, or the one that just ended
+            run_id = active.id if active else next((r.id for r in run_db.list_runs(database, limit=1)), None)
+        return *refresh(request, run_id), active is not None
 
     def retrain(request: gr.Request, epochs: float, freeze_epochs: float, lr: str, find_lr: bool):
         user = require_role_in_handler(context, request, "admin")
