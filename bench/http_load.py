@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC
 from pathlib import Path
 
 import httpx
 from common import ROOT, open_instance, percentile_ms, print_table, sample_jpeg, write_head_only_version
 
 from db import model_versions as version_db
+from db.schema import as_utc
 
 SWAP_GRACE_S = 5.0  # the server polls the promoted version every 2 s, then loads and warms it
 
@@ -124,8 +124,7 @@ def promotion_timeline(context, wall_to_monotonic: float) -> list[tuple[float, s
     """(monotonic time, version) of each promotion, read back from the database."""
     rows = [v for v in version_db.list_versions(context.database) if v.promoted_at is not None]
     rows.sort(key=lambda v: v.promoted_at)
-    aware = [(v.promoted_at if v.promoted_at.tzinfo else v.promoted_at.replace(tzinfo=UTC), v.version) for v in rows]
-    return [(moment.timestamp() - wall_to_monotonic, version) for moment, version in aware]
+    return [(as_utc(v.promoted_at).timestamp() - wall_to_monotonic, v.version) for v in rows]
 
 
 def main() -> None:

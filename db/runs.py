@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
-from db.schema import Decision, TrainingRun, utcnow
+from db.schema import Decision, TrainingRun, as_utc, utcnow
 from errors import LoupeError
 
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
@@ -51,12 +51,7 @@ class RunRow:
         if self.started_at is None:
             return None
         end = self.finished_at or utcnow()
-        return (_aware(end) - _aware(self.started_at)).total_seconds()
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+        return (as_utc(end) - as_utc(self.started_at)).total_seconds()
 
 
 def _row(run: TrainingRun) -> RunRow:
@@ -207,7 +202,7 @@ def _is_dead(run: TrainingRun, now: datetime, stale_after_s: float) -> str | Non
         except PermissionError:
             pass  # alive, owned by another user
     last_sign = run.heartbeat_at or run.created_at
-    if now - _aware(last_sign) > timedelta(seconds=stale_after_s):
+    if now - as_utc(last_sign) > timedelta(seconds=stale_after_s):
         return f"no sign of life from its worker for {stale_after_s:.0f} s"
     return None
 
@@ -233,3 +228,11 @@ def last_trained_decision_id(database: Database) -> int | None:
     """The newest decision any started run has seen (None when no run started since decisions began)."""
     with database.read() as session:
         return session.scalar(select(func.max(TrainingRun.last_decision_id)))
+
+
+def decisions_included(database: Database, run_ids: list[int]) -> dict[int, int]:
+    """Per run, how many decisions it trained on (those up to its last decision id), in one query."""
+    up_to = select(func.count(Decision.id)).where(Decision.id <= TrainingRun.last_decision_id).scalar_subquery()
+    with database.read() as session:
+        rows = session.execute(select(TrainingRun.id, up_to).where(TrainingRun.id.in_(run_ids))).all()
+    return {run_id: count for run_id, count in rows}

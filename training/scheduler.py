@@ -26,7 +26,7 @@ from db import decisions as decision_db
 from db import images as image_db
 from db import model_versions as version_db
 from db import runs as run_db
-from db.schema import utcnow
+from db.schema import as_utc, utcnow
 from errors import LoupeError
 from labeling.scoring import RescoreResult, rescore
 from training.gate import DEFAULT_TOLERANCE
@@ -111,27 +111,24 @@ def save_policy(context: Context, policy: LoopPolicy) -> LoopPolicy:
 # --- the quick loop -------------------------------------------------------------------------------
 
 
-def _quick_loop_marks(context: Context) -> dict:
-    """What the queue's ranking depends on: the newest decision, the newest image, the promoted version."""
+def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
+    """The marks to rescore for, or None when the ranking is current or decisions are still coming in.
+
+    The marks are what the queue's ranking depends on: the newest decision, the newest image and the
+    promoted version.
+    """
     newest = decision_db.newest_decision(context.database)
     promoted = version_db.promoted_version(context.database)
-    return {
+    marks = {
         "decision_id": newest.id if newest else None,
         "image_id": image_db.newest_image_id(context.database),
         "model_version": promoted.version if promoted else None,
     }
-
-
-def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
-    """The marks to rescore for, or None when the ranking is current or decisions are still coming in."""
-    marks = _quick_loop_marks(context)
     seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
     if all(seen.get(key) == value for key, value in marks.items()):
         return None
-    if marks["decision_id"] != seen.get("decision_id"):
-        newest = decision_db.newest_decision(context.database)
-        quiet_since = newest.at if newest.at.tzinfo else newest.at.replace(tzinfo=utcnow().tzinfo)
-        if utcnow() - quiet_since < timedelta(seconds=policy.debounce_s):
+    if newest and newest.id != seen.get("decision_id"):
+        if utcnow() - as_utc(newest.at) < timedelta(seconds=policy.debounce_s):
             return None  # an expert is still deciding; rescoring now would be redone in a moment
     return marks
 

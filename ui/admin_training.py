@@ -6,7 +6,6 @@ import gradio as gr
 import pandas as pd
 
 from context import Context
-from db import decisions as decision_db
 from db import runs as run_db
 from errors import LoupeError
 from training.launcher import launch
@@ -29,6 +28,7 @@ RUN_COLUMNS = [
 PER_CLASS_COLUMNS = ["class", "accuracy"]
 CONFUSED_COLUMNS = ["actual", "predicted", "count"]
 POLL_S = 2.0
+SHOWN_RUNS = 30
 
 
 def progress_text(run: run_db.RunRow) -> str:
@@ -43,12 +43,11 @@ def progress_text(run: run_db.RunRow) -> str:
     return f"{p.get('phase')} epoch {p.get('epoch')}/{p.get('n_epochs')}, batch {p.get('batch')}/{p.get('n_batches')}"
 
 
-def runs_table(context: Context) -> pd.DataFrame:
-    """The newest runs, one row each."""
-    total = decision_db.count_decisions_since(context.database, None)
+def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
+    """The runs, one row each."""
+    included = run_db.decisions_included(context.database, [run.id for run in runs])
     rows = []
-    for run in run_db.list_runs(context.database, limit=30):
-        decisions = total - decision_db.count_decisions_since(context.database, run.last_decision_id)
+    for run in runs:
         error_rate = run.metrics.get("error_rate")
         rows.append(
             [
@@ -59,7 +58,7 @@ def runs_table(context: Context) -> pd.DataFrame:
                 run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "",
                 round(run.seconds, 1) if run.seconds is not None else None,
                 run.image_count,
-                decisions if run.last_decision_id is not None else 0,
+                included.get(run.id, 0),
                 progress_text(run),
                 f"{error_rate:.1%}" if error_rate is not None else "",
             ]
@@ -67,9 +66,9 @@ def runs_table(context: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def run_choices(context: Context) -> list[tuple[str, int]]:
-    """(shown text, run id), newest first."""
-    return [(f"run {r.id} · {r.status} · {r.trigger}", r.id) for r in run_db.list_runs(context.database, limit=30)]
+def run_choices(runs: list[run_db.RunRow]) -> list[tuple[str, int]]:
+    """(shown text, run id) for the dropdown."""
+    return [(f"run {r.id} · {r.status} · {r.trigger}", r.id) for r in runs]
 
 
 def run_summary(run: run_db.RunRow) -> str:
@@ -121,7 +120,8 @@ def make_handlers(context: Context):
 
     def refresh(request: gr.Request, run_id: int | None):  # request first: Gradio injects it only there
         require_role_in_handler(context, request, "admin")
-        return runs_table(context), gr.Dropdown(choices=run_choices(context), value=run_id), *details(run_id)
+        runs = run_db.list_runs(database, limit=SHOWN_RUNS)
+        return runs_table(context, runs), gr.Dropdown(choices=run_choices(runs), value=run_id), *details(run_id)
 
     def tick(request: gr.Request, run_id: int | None, was_active: bool):
         # Refreshes while a run is active and once more after it ends; an idle tab costs one small
@@ -171,9 +171,8 @@ def make_handlers(context: Context):
         run = run_db.get_run(database, int(run_id)) if run_id is not None else None
         if run is None or run.status not in ("failed", "cancelled"):
             raise gr.Error("Choose a failed or cancelled run to retry.")
-        known = ("size", "epochs", "freeze_epochs", "batch_size", "lr", "find_lr", "weights", "promote", "tolerance")
         try:
-            new_id = launch(context, "retry", run.arch, **{k: v for k, v in run.params.items() if k in known})
+            new_id = launch(context, "retry", run.arch, **run.params)  # the parameters it was queued with
         except LoupeError as refused:
             gr.Warning(str(refused))
             return refresh(request, run_id)
