@@ -26,7 +26,7 @@ from db.queue import QueueFilters, queue_page
 from labeling.ingest import import_paths
 from labeling.scoring import scorer_name
 from training.gate import judge
-from training.launcher import queue_run, spawn_worker
+from training.launcher import queue_run, spawn_worker, wait_for_worker
 from training.scheduler import (
     BadPolicy,
     LoopPolicy,
@@ -235,3 +235,12 @@ def test_a_run_never_overwrites_a_version_of_the_same_name(trained_dir, tmp_path
     assert free_version_name(context, "v7") == "v7.2"
     assert free_version_name(context, "v8") == "v8"
     context.database.dispose()
+
+
+def test_a_worker_that_loses_the_claim_leaves_the_winners_run_alone(context):
+    run_id = queue_run(context, size=64)
+    assert run_db.claim_run(context.database, run_id)  # another worker (this process) has it
+    loser = spawn_worker(context, run_id)
+    run = wait_for_worker(context, run_id, loser, poll_s=0.1)
+    assert loser.returncode == 2
+    assert run.status == "queued" and run.worker_pid == os.getpid() and run.error is None

@@ -77,7 +77,8 @@ def wait_for_worker(
             on_progress(run_db.get_run(context.database, run_id))
         time.sleep(poll_s)
     run = run_db.get_run(context.database, run_id)
-    if run.status in run_db.ACTIVE_STATUSES:
+    # A worker that lost the claim to another exits at once; the run is the winner's to finish.
+    if run.status in run_db.ACTIVE_STATUSES and run.worker_pid in (None, process.pid):
         run_db.finish_run(
             context.database, run_id, "failed", f"the training process ended with exit code {process.returncode}"
         )
