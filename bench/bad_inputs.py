@@ -23,11 +23,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import httpx
-from common import print_table, write_head_only_version
+from common import (
+    add_database_arguments,
+    bench_databases,
+    free_port,
+    print_table,
+    start_server,
+    stop_server,
+    write_head_only_version,
+)
 from gradio_client import Client, handle_file
 from PIL import Image
-from queue_scale import DEFAULT_POSTGRES_URL, postgres_schema_url
-from stress_reviewers import free_port, start_server, stop_server
 
 from context import Context
 from db import model_versions as version_db
@@ -212,24 +218,13 @@ def run_on(settings: Settings, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--no-postgres", action="store_true")
+    add_database_arguments(parser)
     args = parser.parse_args()
 
     results = {}
     with tempfile.TemporaryDirectory() as temp:
-        work = Path(temp)
-        data_dir = work / "data"
-        results["sqlite"] = run_on(
-            Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'loupe.db'}"), work / "sqlite"
-        )
-        if not args.no_postgres:
-            url, drop = postgres_schema_url(args.postgres_url)
-            if url:
-                try:
-                    results["postgres"] = run_on(Settings(data_dir=work / "pg-data", database_url=url), work / "pg")
-                finally:
-                    drop()
+        for name, settings in bench_databases(Path(temp), args):
+            results[name] = run_on(settings, Path(temp) / f"{name}-work")
 
     print_table(
         "Bad inputs against a running server",

@@ -1,10 +1,15 @@
-"""Helpers the benchmarks share: temporary Loupe instances, untrained-head versions, tables, percentiles."""
+"""Helpers the benchmarks share: temporary Loupe instances on SQLite and PostgreSQL, servers in their own
+process, untrained-head versions, tables, percentiles."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +89,93 @@ def sample_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def add_database_arguments(parser) -> None:
+    """--postgres-url and --no-postgres, for benchmarks that run on both databases."""
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument("--no-postgres", action="store_true")
+
+
+def bench_databases(temp: Path, args) -> Iterator[tuple[str, Settings]]:
+    """("sqlite", settings) on a file in temp, then ("postgres", settings) on a fresh schema that is
+    dropped afterwards, unless --no-postgres or the server does not answer."""
+    sqlite_dir = temp / "sqlite-data"
+    yield "sqlite", Settings(data_dir=sqlite_dir, database_url=f"sqlite:///{sqlite_dir / 'loupe.db'}")
+    if args.no_postgres:
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"loupe_bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(args.postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as error:  # noqa: BLE001 — any failure to connect means "skip PostgreSQL"
+        print(f"PostgreSQL at {args.postgres_url} skipped: {error.__class__.__name__}")
+        engine.dispose()
+        return
+    separator = "&" if "?" in args.postgres_url else "?"
+    try:
+        url = f"{args.postgres_url}{separator}options=-csearch_path%3D{schema}"
+        yield "postgres", Settings(data_dir=temp / "pg-data", database_url=url)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(settings: Settings, port: int, **env: str) -> subprocess.Popen:
+    """`server.py serve` on settings' data directory and database, in its own process, once it answers.
+
+    env: extra LOUPE_* variables (the scheduler is off unless LOUPE_SCHEDULER says otherwise).
+    """
+    import httpx
+
+    environment = {
+        **os.environ,
+        "LOUPE_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.resolved_database_url,
+        "LOUPE_SCHEDULER": "0",
+        **env,
+    }
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise RuntimeError("the server did not start")
+        time.sleep(0.3)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if open client connections keep it from ending within 10 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -19,27 +19,26 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from common import ROOT, open_instance, percentile_ms, print_table, sample_jpeg, write_head_only_version
+from common import (
+    free_port,
+    open_instance,
+    percentile_ms,
+    print_table,
+    sample_jpeg,
+    start_server,
+    stop_server,
+    write_head_only_version,
+)
 
 from db import model_versions as version_db
 from db.schema import as_utc
 
 SWAP_GRACE_S = 5.0  # the server polls the promoted version every 2 s, then loads and warms it
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def drive(url: str, total: int, clients: int, payload: bytes, on_count, stop=lambda results: False):
@@ -70,35 +69,12 @@ async def drive(url: str, total: int, clients: int, payload: bytes, on_count, st
     return results
 
 
-def start_server(context, data_dir: Path, port: int, scheduled: bool) -> subprocess.Popen:
-    """`server.py serve` on the instance, in its own process (with the loop only when scheduled)."""
-    env = {
-        **os.environ,
-        "LOUPE_DATA_DIR": str(data_dir),
-        "DATABASE_URL": context.settings.resolved_database_url,
-        "LOUPE_SCHEDULER": "1" if scheduled else "0",
-        "LOUPE_RETRAIN_CHECK_S": "1",
-        "LOUPE_PREDICT_RATE_PER_S": "0",  # the load comes from one address on purpose
-    }
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def wait_for_version(base: str, version: str) -> None:
+    """Until the server answers with version (it loads the promoted version in the background)."""
     deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=2).json()["model_version"] == version:
-                return
-        except httpx.HTTPError:
-            pass
+    while httpx.get(f"{base}/api/health", timeout=10).json()["model_version"] != version:
         if time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
+            raise RuntimeError(f"the server did not load {version}")
         time.sleep(0.3)
 
 
@@ -148,7 +124,13 @@ def main() -> None:
                 write_head_only_version(context, name, [str(d) for d in range(10)], args.size, seed=seed)
             version_db.promote(context.database, "v1")
         port = free_port()
-        server = start_server(context, data_dir, port, args.scheduled)
+        server = start_server(
+            context.settings,
+            port,
+            LOUPE_SCHEDULER="1" if args.scheduled else "0",
+            LOUPE_RETRAIN_CHECK_S="1",
+            LOUPE_PREDICT_RATE_PER_S="0",  # the load comes from one address on purpose
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             wait_for_version(base, first)
@@ -180,8 +162,7 @@ def main() -> None:
             if args.scheduled:
                 timeline = promotion_timeline(context, time.time() - time.monotonic())
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
         context.database.dispose()
 
     def allowed(start: float, end: float) -> set[str]:

@@ -14,11 +14,10 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-from common import percentile_ms, print_table
+from common import add_database_arguments, bench_databases, percentile_ms, print_table
 from tqdm import tqdm
 
 from context import Context
@@ -29,7 +28,6 @@ from db import users as user_db
 from db.queue import QueueFilters, lease_next
 from settings import Settings
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CLASSES = [str(digit) for digit in range(10)]
 SEED_CHUNK = 10_000
 
@@ -103,50 +101,17 @@ def run_on(settings: Settings, images: int, samples: int) -> dict:
         context.database.dispose()
 
 
-def postgres_schema_url(base_url: str):
-    """A fresh schema on the PostgreSQL server and a URL that uses it, or None when it does not answer."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"loupe_bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(base_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as error:  # noqa: BLE001 — any failure to connect means "skip PostgreSQL"
-        print(f"PostgreSQL at {base_url} skipped: {error.__class__.__name__}")
-        return None, None
-    separator = "&" if "?" in base_url else "?"
-
-    def drop() -> None:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
-
-    return f"{base_url}{separator}options=-csearch_path%3D{schema}", drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--no-postgres", action="store_true")
+    add_database_arguments(parser)
     args = parser.parse_args()
 
     results = {}
     with tempfile.TemporaryDirectory() as temp:
-        data_dir = Path(temp) / "data"
-        results["sqlite"] = run_on(
-            Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'loupe.db'}"), args.images, args.samples
-        )
-        if not args.no_postgres:
-            url, drop = postgres_schema_url(args.postgres_url)
-            if url:
-                try:
-                    pg_dir = Path(temp) / "pg-data"
-                    results["postgres"] = run_on(Settings(data_dir=pg_dir, database_url=url), args.images, args.samples)
-                finally:
-                    drop()
+        for name, settings in bench_databases(Path(temp), args):
+            results[name] = run_on(settings, args.images, args.samples)
 
     keys = ["next_item_ms_p50", "next_item_ms_p99", "decision_ms_p50", "decision_ms_p99"]
     print_table(

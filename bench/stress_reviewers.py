@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,59 +26,22 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from common import ROOT, percentile_ms, print_table
-from queue_scale import DEFAULT_POSTGRES_URL, postgres_schema_url, seed
+from common import (
+    add_database_arguments,
+    bench_databases,
+    free_port,
+    percentile_ms,
+    print_table,
+    start_server,
+    stop_server,
+)
+from queue_scale import seed
 
 from context import Context
 from db import decisions as decision_db
 from db import users as user_db
 from labeling.scoring import scorer_name
 from settings import Settings
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(settings: Settings, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "LOUPE_DATA_DIR": str(settings.data_dir),
-        "DATABASE_URL": settings.resolved_database_url,
-        "LOUPE_SCHEDULER": "0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError("the server did not start")
-        time.sleep(0.3)
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    """SIGTERM, and SIGKILL if open client connections keep it from ending within 10 s."""
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def expert_client(base: str, auth: tuple[str, str], decisions: int, seed_: int, out: dict) -> None:
@@ -159,26 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--decisions", type=int, default=500)
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--no-postgres", action="store_true")
+    add_database_arguments(parser)
     args = parser.parse_args()
 
     results = {}
     with tempfile.TemporaryDirectory() as temp:
-        data_dir = Path(temp) / "data"
-        results["sqlite"] = run_on(
-            Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'loupe.db'}"), args.experts, args.decisions
-        )
-        if not args.no_postgres:
-            url, drop = postgres_schema_url(args.postgres_url)
-            if url:
-                try:
-                    pg_dir = Path(temp) / "pg-data"
-                    results["postgres"] = run_on(
-                        Settings(data_dir=pg_dir, database_url=url), args.experts, args.decisions
-                    )
-                finally:
-                    drop()
+        for name, settings in bench_databases(Path(temp), args):
+            results[name] = run_on(settings, args.experts, args.decisions)
 
     keys = ["decisions", "lost", "doubled", "refused", "errors", "p50_ms", "p99_ms", "decisions_per_s"]
     print_table(
