@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
@@ -70,6 +71,25 @@ def image_bytes(fmt: str = "PNG", size=(32, 24), color=(200, 30, 30), mode="RGB"
 def distinct_images(count: int, fmt: str = "PNG", size=(32, 24)) -> list[bytes]:
     """count images with different contents (so different hashes)."""
     return [image_bytes(fmt, size, ((i * 37) % 256, (i * 91) % 256, (i * 13 + 7) % 256)) for i in range(count)]
+
+
+def wait_until(condition, timeout: float, interval: float = 0.2, what: str = "the condition"):
+    """Poll condition() until it returns something truthy (and return that); fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def server_answers(base_url: str) -> bool:
+    """Whether a server at base_url answers /api/health yet."""
+    try:
+        return httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def free_port() -> int:

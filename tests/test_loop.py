@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ADMIN, EXPERT, LiveServer
+from conftest import ADMIN, EXPERT, LiveServer, wait_until
 from training_fixtures import ROOT, clone_version, copy_data_dir, open_data_dir, write_shapes
 
 from db import decisions as decision_db
@@ -34,17 +34,6 @@ from training.scheduler import (
     last_rescore,
     save_policy,
 )
-
-
-def wait_until(condition, timeout: float, interval: float = 0.2, what: str = "the condition"):
-    """Poll condition() until it returns something truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
-from conftest import ADMIN, EXPERT, free_port, open_context
+from conftest import ADMIN, EXPERT, free_port, open_context, server_answers, wait_until
 from training_fixtures import ROOT, write_shapes
 
 from db import images as image_db
@@ -21,16 +20,6 @@ from db import runs as run_db
 from db import users as user_db
 from labeling.ingest import import_paths
 from training.scheduler import LoopPolicy, last_rescore, save_policy
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url):
@@ -64,14 +53,7 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
     )
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-
-        def all_up():
-            try:
-                return all(httpx.get(f"{base}/api/health", timeout=2).status_code == 200 for base in bases)
-            except httpx.HTTPError:
-                return False
-
-        wait_until(all_up, 120, "both app processes")
+        wait_until(lambda: all(server_answers(base) for base in bases), 120, what="both app processes")
         ids = [row.id for row in image_db.iter_active_labeled(context.database)][:2]
         for base, image_id in zip(bases, ids, strict=True):  # one decision through each process
             answer = httpx.post(f"{base}/api/decisions", auth=EXPERT, json={"image_id": image_id, "action": "keep"})
@@ -80,7 +62,8 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
         run = wait_until(
             lambda: next((r for r in run_db.list_runs(context.database) if r.status == "succeeded"), None),
             300,
-            "the worker to train the decision-triggered run",
+            interval=0.5,
+            what="the worker to train the decision-triggered run",
         )
         assert [r.id for r in run_db.list_runs(context.database)] == [run.id]  # two schedulers, one run
         assert run.trigger == "decisions" and run.worker_pid is not None  # trained by the worker's child
@@ -89,9 +72,12 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
             versions = {httpx.get(f"{base}/api/health", timeout=5).json()["model_version"] for base in bases}
             return versions == {f"v{run.id}"}
 
-        wait_until(both_serve_the_new_version, 60, "both processes to swap in the new version")
+        wait_until(both_serve_the_new_version, 60, interval=0.5, what="both processes to swap in the new version")
         wait_until(
-            lambda: last_rescore(context).get("model_version") == f"v{run.id}", 120, "the rescore after promotion"
+            lambda: last_rescore(context).get("model_version") == f"v{run.id}",
+            120,
+            interval=0.5,
+            what="the rescore after promotion",
         )
         queue = httpx.get(f"{bases[1]}/api/queue", auth=EXPERT, params={"reviewed": "true"}).json()
         assert {item["image_id"] for item in queue["items"]} == set(ids)  # both processes' decisions, one queue

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
-from conftest import free_port, open_context
+from conftest import free_port, open_context, server_answers, wait_until
 from training_fixtures import ROOT
 
 from db.users import add_user
@@ -33,14 +32,8 @@ def test_passwords_never_appear_in_the_server_output(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/api/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.3)
+        wait_until(lambda: server_answers(base) or server.poll() is not None, 120, what="the server")
+        assert server.poll() is None
         assert httpx.get(f"{base}/api/queue", auth=("carol", GUESS)).status_code == 401
         assert httpx.get(f"{base}/api/queue", auth=("carol", PASSWORD)).status_code == 200
         assert httpx.post(f"{base}/review/login", data={"username": "carol", "password": GUESS}).status_code == 400
