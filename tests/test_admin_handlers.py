@@ -28,3 +28,18 @@ def test_training_timer_follows_a_run_started_elsewhere_and_shows_its_end(contex
 
     with pytest.raises(gr.Error, match="admin role"):
         tick(gr.Request(username="bob"), None, True)
+
+
+def test_progress_says_when_training_is_over_and_the_version_is_being_judged(context):
+    from ui.admin_training import progress_text
+
+    run_id = queue_run(context, size=64)
+    run_db.start_run(context.database, run_id, "cpu", 40)
+    run_db.update_progress(
+        context.database, run_id, {"phase": "unfrozen", "epoch": 1, "n_epochs": 1, "batch": 3, "n_batches": 3}
+    )
+    assert progress_text(run_db.get_run(context.database, run_id)) == "unfrozen epoch 1/1, batch 3/3"
+    run_db.record_metrics(context.database, run_id, {"error_rate": 0.1})  # the last epoch is done
+    assert "comparing it with the promoted one" in progress_text(run_db.get_run(context.database, run_id))
+    run_db.finish_run(context.database, run_id, "succeeded")
+    assert progress_text(run_db.get_run(context.database, run_id)) == "succeeded"

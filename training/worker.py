@@ -133,8 +133,6 @@ def train_run(context: Context, run_id: int) -> str | None:
     path = write_version(context, version, fill)
     summary = {"error_rate": metrics["error_rate"], "valid_count": metrics["valid_count"]}
     if params.get("promote", True):
-        # The callback is detached by now, so the phase is reported here (the Admin tab shows it).
-        run_db.update_progress(database, run_id, {"phase": "gate", "history": progress.history})
         verdict = judge(context, version, path, float(params.get("tolerance", DEFAULT_TOLERANCE)))
         summary["gate"] = metrics["gate"] = verdict.as_dict()
         run_db.record_metrics(database, run_id, metrics)

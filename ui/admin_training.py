@@ -38,8 +38,8 @@ def progress_text(run: run_db.RunRow) -> str:
     p = run.progress
     if not p:
         return "starting"
-    if p.get("phase") == "gate":
-        return "comparing with the promoted version"
+    if "error_rate" in run.metrics:  # recorded after the last epoch, before the version is written
+        return "writing the version and comparing it with the promoted one"
     return f"{p.get('phase')} epoch {p.get('epoch')}/{p.get('n_epochs')}, batch {p.get('batch')}/{p.get('n_batches')}"
 
 
