@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK_ID = 0x4C6F757065  # "Loupe": the PostgreSQL advisory lock held while migrating
 
 
 def _prepare_sqlite(engine: Engine) -> None:
@@ -59,7 +60,11 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
-        with self.engine.begin() as connection:
+        # Processes that open a fresh database at the same moment would each run the migrations: the
+        # write lock (SQLite) or an advisory lock (PostgreSQL) makes the later ones wait and find head.
+        with self.write_engine.begin() as connection:
+            if not self.is_sqlite:
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

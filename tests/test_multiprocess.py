@@ -44,13 +44,12 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
     }
     ports = [free_port(), free_port()]
     server = [sys.executable, str(ROOT / "server.py")]
+    commands = [[*server, "serve", "--port", str(port)] for port in ports] + [[*server, "worker", "--poll-s", "0.5"]]
+    logs = [tmp_path / f"process-{number}.log" for number in range(len(commands))]
     processes = [
-        subprocess.Popen([*server, "serve", "--port", str(port)], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-        for port in ports
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        for command, log in zip(commands, logs, strict=True)
     ]
-    processes.append(
-        subprocess.Popen([*server, "worker", "--poll-s", "0.5"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-    )
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         wait_until(lambda: all(server_answers(base) for base in bases), 120, what="both app processes")
@@ -81,6 +80,10 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
         )
         queue = httpx.get(f"{bases[1]}/api/queue", auth=EXPERT, params={"reviewed": "true"}).json()
         assert {item["image_id"] for item in queue["items"]} == set(ids)  # both processes' decisions, one queue
+    except AssertionError:
+        for command, log, process in zip(commands, logs, processes, strict=True):  # what each process said
+            print(f"--- {' '.join(command[1:])} (exit code {process.poll()}):\n{log.read_text()[-4000:]}")
+        raise
     finally:
         for process in processes:
             process.terminate()

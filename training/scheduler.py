@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 POLICY_KEY = "loop_policy"
 QUICK_LOOP_KEY = "quick_loop"
 QUICK_LOOP_LEASE_S = 600  # longer than any rescoring pass; a crashed holder's lease runs out
-SCHEDULER_TABLE = "apscheduler_jobs"
+SCHEDULER_TABLE = "apscheduler_jobs"  # declared in db/schema.py, created by migration 0006
 
 _schedulers: dict[str, LoopScheduler] = {}  # job functions find their scheduler by key (jobs are stored by name)
 

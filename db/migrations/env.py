@@ -7,11 +7,6 @@ from db.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
-SCHEDULER_TABLE = "apscheduler_jobs"  # APScheduler creates and owns its job table
-
-
-def include_name(name, type_, _parent_names) -> bool:
-    return not (type_ == "table" and name == SCHEDULER_TABLE)
 
 
 def run_migrations() -> None:
@@ -19,14 +14,10 @@ def run_migrations() -> None:
     if connection is None:
         engine = create_engine(config.get_main_option("sqlalchemy.url"))
         with engine.begin() as connection:
-            context.configure(
-                connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
-            )
+            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             context.run_migrations()
         return
-    context.configure(
-        connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     context.run_migrations()
 
 
