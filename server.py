@@ -78,6 +78,7 @@ def build_app(context: Context):
         max_file_size=max_file_size,
         head=SHORTCUT_SCRIPT,
         css=REVIEW_CSS,
+        allowed_paths=context.store.served_folders(),  # the data folder may lie outside the working directory
     )
     app = gr.mount_gradio_app(app, build_predict_page(serving, predict_rate), path="/", max_file_size=max_file_size)
     return app

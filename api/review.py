@@ -83,6 +83,10 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
 
     @router.post("/decisions", summary="Keep, relabel, delete, restore an image, or undo my last decision")
     async def post_decision(decision: DecisionIn, user: UserRow = Depends(expert)) -> dict:
+        if decision.action == "restore" and user.role != "admin":
+            # Experts undo their own deletions; bringing back anyone's deleted image is the Admin tab's job.
+            raise HTTPException(403, "restoring a deleted image needs the admin role (undo takes back your own delete)")
+
         def record() -> decision_db.DecisionRow:
             if decision.action == "undo":
                 return decision_db.undo_last(database, user.id)

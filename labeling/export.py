@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from context import Context
 from db import images as image_db
+from db.schema import utcnow
 from errors import LoupeError
 from labeling.decision_log import write_decision_log
 from labeling.ingest import ProgressFn
+from labeling.store import EXPORTS_FOLDER
 
 FORMATS = ("folders", "csv")
 
@@ -58,3 +61,18 @@ def export_dataset(context: Context, destination: Path, fmt: str, progress: Prog
             writer.writerows(csv_rows)
     decisions = write_decision_log(context, destination / "decisions.csv")
     return ExportSummary(destination, len(rows), decisions)
+
+
+def export_archive(context: Context, fmt: str, progress: ProgressFn | None = None) -> tuple[Path, ExportSummary]:
+    """Export into a new zip under DATA/exports/ (the Admin tab's download); returns its path and the summary."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    exports = context.store.data_dir / EXPORTS_FOLDER
+    exports.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=exports, prefix=f"loupe-{fmt}-{utcnow():%Y%m%d-%H%M%S}-"))
+    try:
+        summary = export_dataset(context, folder, fmt, progress)
+        archive = Path(shutil.make_archive(str(folder), "zip", root_dir=folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return archive, summary

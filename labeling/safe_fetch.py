@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from urllib.parse import urljoin, urlparse
 
 import httpx
@@ -20,8 +21,9 @@ class UnsafeUrl(ImageRejected):
         super().__init__(RejectReason.UNSAFE_URL, detail)
 
 
-def read_body_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    """A streamed response's body, refused as too large past max_bytes (announced or actual)."""
+def read_body_capped(response: httpx.Response, max_bytes: int, deadline: float | None = None) -> bytes:
+    """A streamed response's body, refused as too large past max_bytes (announced or actual), or as too
+    slow once time.monotonic() passes deadline (a server dripping bytes never trips the read timeout)."""
     declared = int(response.headers.get("content-length") or 0)
     if declared > max_bytes:
         raise ImageRejected(
@@ -32,7 +34,13 @@ def read_body_capped(response: httpx.Response, max_bytes: int) -> bytes:
         body += chunk
         if len(body) > max_bytes:
             raise ImageRejected(RejectReason.TOO_LARGE, f"the download passed the limit of {max_bytes:,} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TooSlow
     return bytes(body)
+
+
+class TooSlow(Exception):
+    """The whole download ran past its deadline; the caller says how long it allowed."""
 
 
 def check_url(url: str, allow_private: bool) -> str:
@@ -71,6 +79,7 @@ def pinned(url: str, address: str) -> tuple[str, dict, dict]:
 
 def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool) -> bytes:
     """The body at url, following at most MAX_REDIRECTS redirects, each hop checked and pinned."""
+    deadline = time.monotonic() + timeout_s  # for the whole fetch, redirects included
     with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             target, headers, extensions = pinned(url, check_url(url, allow_private))
@@ -85,11 +94,14 @@ def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private
                         raise ImageRejected(
                             RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
                         )
-                    return read_body_capped(response, max_bytes)
+                    return read_body_capped(response, max_bytes, deadline)
                 finally:
                     response.close()
             except httpx.TimeoutException:
                 raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
+            except TooSlow:
+                slow = f"the download took longer than {timeout_s:g} s"
+                raise ImageRejected(RejectReason.DOWNLOAD_FAILED, slow) from None
             except httpx.TransportError as error:
                 raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the connection failed: {error}") from None
     raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"more than {MAX_REDIRECTS} redirects")

@@ -28,6 +28,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+EXPORTS_FOLDER = "exports"  # zips the Admin tab's export writes, for download
+
+
 class ImageStore:
     """Originals under images/ab/<hash>.<ext>, thumbnails under thumbs/ab/<hash>.jpg."""
 
@@ -42,6 +45,10 @@ class ImageStore:
     def thumb_relpath(self, digest: str) -> str:
         """Where a thumbnail lives, relative to the data directory."""
         return f"thumbs/{digest[:2]}/{digest}.jpg"
+
+    def served_folders(self) -> list[str]:
+        """The folders the review pages may hand to a browser: originals, thumbnails and exports (not the database)."""
+        return [str((self.data_dir / name).resolve()) for name in ("images", "thumbs", EXPORTS_FOLDER)]
 
     def absolute(self, relpath: str) -> Path:
         """The file behind a stored relative path."""

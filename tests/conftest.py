@@ -160,11 +160,11 @@ EXPERT = ("bob", "bob-password")
 
 
 @pytest.fixture
-def live_server(tmp_path):
-    """A running app on a SQLite file with an admin (alice) and an expert (bob)."""
+def live_server(tmp_path, database_url):
+    """A running app with an admin (alice) and an expert (bob), on a SQLite file and on PostgreSQL."""
     from db.users import add_user
 
-    opened = open_context(tmp_path / "data", f"sqlite:///{tmp_path / 'loupe.db'}")
+    opened = open_context(tmp_path / "data", database_url)
     add_user(opened.database, ADMIN[0], "admin", ADMIN[1])
     add_user(opened.database, EXPERT[0], "expert", EXPERT[1])
     with LiveServer(opened) as server:

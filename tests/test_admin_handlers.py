@@ -8,7 +8,7 @@ import pytest
 from db import runs as run_db
 from db.users import add_user
 from training.launcher import queue_run
-from ui.admin_training import make_handlers
+from ui.admin_training import make_handlers, runs_table
 
 
 def test_training_timer_follows_a_run_started_elsewhere_and_shows_its_end(context):
@@ -23,6 +23,8 @@ def test_training_timer_follows_a_run_started_elsewhere_and_shows_its_end(contex
     run_db.finish_run(context.database, run_id, "failed", "the worker ran out of memory")
     shown = tick(admin, None, True)  # the tick after the end still refreshes once
     assert f"Run {run_id}: failed" in shown[2] and "ran out of memory" in shown[2] and shown[-1] is False
+    table = runs_table(context, run_db.list_runs(context.database))
+    assert table.loc[0, "status"] == "failed" and table.loc[0, "gate or error"] == "the worker ran out of memory"
     idle = tick(admin, None, False)
     assert idle[-1] is False and all(isinstance(part, type(gr.skip())) for part in idle[:-1])
 

@@ -88,3 +88,28 @@ def test_export_refuses_a_non_empty_destination(context, tmp_path, small_dataset
     with pytest.raises(ExportError, match="not an empty folder"):
         export_dataset(context, tmp_path / "out", "folders")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.txt"]
+
+
+def test_admin_tab_export_hands_over_one_zip_and_refuses_experts(context, small_dataset):
+    import zipfile
+
+    import gradio as gr
+
+    from db.users import add_user
+    from ui.admin_dataset import make_handlers
+
+    add_user(context.database, "alice", "admin", "alice-password")
+    add_user(context.database, "bob", "expert", "bob-password")
+    *_, export = make_handlers(context)
+    archive, message = export("csv", gr.Request(username="alice"), progress=lambda *a, **k: None)
+    with zipfile.ZipFile(archive) as opened:
+        names = set(opened.namelist())
+        rows = list(csv.DictReader(opened.read("cleaned.csv").decode().splitlines()))
+    files = [name for name in names if name.startswith("images/") and not name.endswith("/")]
+    assert {"cleaned.csv", "decisions.csv"} <= names and len(rows) == 5 == len(files)
+    assert "Exported **5** images" in message
+    assert [p.suffix for p in (context.settings.data_dir / "exports").iterdir()] == [".zip"]  # no folder left behind
+    with pytest.raises(gr.Error, match="admin role"):
+        export("csv", gr.Request(username="bob"), progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="unknown format"):
+        export("parquet", gr.Request(username="alice"), progress=lambda *a, **k: None)

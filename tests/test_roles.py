@@ -25,6 +25,7 @@ ADMIN_ENDPOINTS = {
     "/admin_upload": (None, ""),
     "/admin_restore": ([],),
     "/admin_purge": ([],),
+    "/admin_export": ("csv",),
     "/retrain_now": (1, 1, "not-a-number", False),
     "/admin_runs": (None,),
     "/cancel_run": (None,),
@@ -78,7 +79,9 @@ def test_admin_passes_the_role_check_of_every_admin_endpoint(live_server, endpoi
     try:
         admin.predict(*ADMIN_ENDPOINTS[endpoint], api_name=endpoint)
     except Exception as refused:  # noqa: BLE001 — refused for its input is fine, for its role is not
-        assert "admin role" not in str(refused) and "log in" not in str(refused)
+        message = str(refused)
+        assert "admin role" not in message and "log in" not in message
+        assert "has raised an exception" not in message  # a crash, not a refusal with a reason
 
 
 def test_anonymous_cannot_reach_the_review_app(live_server):

@@ -9,12 +9,13 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import LoopbackSite, serve_site
+from conftest import LiveServer, LoopbackSite, serve_site
 from gradio_client import Client, handle_file
 from PIL import Image
 from training_fixtures import clone_version, copy_data_dir, open_data_dir, shape_image
 
 from db import model_versions as version_db
+from labeling.imagecheck import ImageRejected
 from models.predictor import NoModelYet, Predictor
 
 
@@ -86,19 +87,41 @@ def test_classify_url_fetches_follows_redirects_and_refuses_bad_urls(trained_ser
     assert classify("http://no-such-host.invalid/x.png").status_code == 400
 
 
-def test_classify_url_refuses_private_addresses_by_default(live_server, trained_dir, image_site):
-    response = httpx.get(f"{live_server.url}/api/classify-url", params={"url": f"{image_site}/disc.png"}, timeout=30)
-    # live_server has no model, so the refusal must come from the address check or the model check: both are 4xx
-    assert response.status_code in (400, 409)
-    context = open_data_dir(trained_dir)
-    from labeling.imagecheck import ImageRejected
+def test_classify_url_refuses_private_addresses_by_default(trained_dir, tmp_path, image_site):
     from labeling.safe_fetch import fetch_image_url
 
-    with pytest.raises(ImageRejected, match="does not fetch from"):
-        fetch_image_url(f"{image_site}/disc.png", timeout_s=2, max_bytes=10**6, allow_private=False)
+    context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))  # a model, and the default settings
+    with LiveServer(context) as server:
+        response = httpx.get(f"{server.url}/api/classify-url", params={"url": f"{image_site}/disc.png"}, timeout=30)
+    assert response.status_code == 400 and "does not fetch from" in response.json()["detail"]
+    context.database.dispose()
     with pytest.raises(ImageRejected, match="does not fetch from"):
         fetch_image_url("http://169.254.169.254/latest/meta-data", timeout_s=2, max_bytes=10**6, allow_private=False)
-    context.database.dispose()
+
+
+class DrippingImage(LoopbackSite):
+    """Sends a byte every 0.3 s: never silent long enough for a read timeout, never done in time."""
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+
+def test_classify_url_gives_up_on_a_dripping_server_at_the_time_cap():
+    from labeling.safe_fetch import fetch_image_url
+
+    with serve_site(DrippingImage) as url:
+        with pytest.raises(ImageRejected, match="took longer than 1 s"):  # the drip alone takes 30 s
+            fetch_image_url(f"{url}/slow.png", timeout_s=1, max_bytes=10**6, allow_private=True)
 
 
 def test_no_model_yet_is_said_plainly(live_server):

@@ -10,6 +10,7 @@ from db.decisions import DecisionError, StaleDecision, deleted_images, reviewer_
 from db.duplicates import count_pending
 from db.imports import list_rejections
 from db.stats import dataset_stats, review_counts
+from labeling.export import FORMATS, ExportError, export_archive
 from labeling.ingest import import_paths
 from labeling.purge import purge_image, restore_image
 from ui.auth import require_role_in_handler
@@ -125,14 +126,26 @@ def make_handlers(context: Context):
             rejections_table(context, summary.batch_id),
         )
 
+    def export(fmt: str, request: gr.Request, progress=gr.Progress()):
+        require_role_in_handler(context, request, "admin")
+        try:
+            archive, summary = export_archive(
+                context, fmt, lambda done, total: progress((done, total), desc="Exporting", unit="images")
+            )
+        except ExportError as refused:
+            raise gr.Error(str(refused)) from None
+        return str(archive), (
+            f"Exported **{summary.images}** images ({fmt}) and **{summary.decisions}** decisions: `{archive.name}`."
+        )
+
     restore = apply_to_deleted(restore_image, "restore")
     purge = apply_to_deleted(purge_image, "purge")
-    return refresh, upload, restore, purge
+    return refresh, upload, restore, purge, export
 
 
 def build_dataset_section(context: Context) -> dict:
     """The Dataset section's components and wiring; returns the handler that fills it."""
-    refresh, upload, restore, purge = make_handlers(context)
+    refresh, upload, restore, purge, export = make_handlers(context)
     summary = gr.Markdown(elem_id="admin-stats-summary")
     with gr.Row():
         per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
@@ -155,7 +168,19 @@ def build_dataset_section(context: Context) -> dict:
         restore_button = gr.Button("Restore selected", elem_id="admin-restore")
         purge_button = gr.Button("Purge selected (removes files)", variant="stop", elem_id="admin-purge")
 
+    gr.Markdown(
+        "### Export the cleaned dataset\nActive labeled images with their current labels, split as stored, and the "
+        "decision log (`decisions.csv`), as one zip: class folders under `train/` and `valid/`, or `cleaned.csv` "
+        "(`name,label,is_valid,…`, like fastai's) with the files in `images/`."
+    )
+    with gr.Row():
+        export_format = gr.Radio(list(FORMATS), value="folders", label="Layout", scale=1)
+        export_button = gr.Button("Export", elem_id="admin-export", scale=0)
+    export_file = gr.File(label="Export", interactive=False, elem_id="admin-export-file")
+    export_result = gr.Markdown(elem_id="admin-export-result")
+
     outputs = [summary, per_label, activity, rejections, deleted]
+    export_button.click(export, inputs=export_format, outputs=[export_file, export_result], api_name="admin_export")
     refresh_button.click(refresh, outputs=outputs, api_name="admin_stats")
     upload_button.click(
         upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"

@@ -24,6 +24,7 @@ RUN_COLUMNS = [
     "decisions",
     "progress",
     "error rate",
+    "gate or error",
 ]
 PER_CLASS_COLUMNS = ["class", "accuracy"]
 CONFUSED_COLUMNS = ["actual", "predicted", "count"]
@@ -41,6 +42,16 @@ def progress_text(run: run_db.RunRow) -> str:
     if "error_rate" in run.metrics:  # recorded after the last epoch, before the version is written
         return "writing the version and comparing it with the promoted one"
     return f"{p.get('phase')} epoch {p.get('epoch')}/{p.get('n_epochs')}, batch {p.get('batch')}/{p.get('n_batches')}"
+
+
+def run_outcome(run: run_db.RunRow) -> str:
+    """The error's first line for a failed run, else the promotion gate's verdict (empty before it)."""
+    if run.error:
+        return run.error.splitlines()[0][:160]
+    gate = run.metrics.get("gate")
+    if gate:
+        return f"{'promoted' if gate['promote'] else 'kept as candidate'}: {gate['reason']}"
+    return ""
 
 
 def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
@@ -61,6 +72,7 @@ def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
                 included.get(run.id, 0),
                 progress_text(run),
                 f"{error_rate:.1%}" if error_rate is not None else "",
+                run_outcome(run),
             ]
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
