@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ADMIN, EXPERT, LiveServer, wait_until
+from conftest import ADMIN, EXPERT, LiveServer, open_context, wait_until
 from training_fixtures import ROOT, clone_version, copy_data_dir, open_data_dir, write_shapes
 
 from db import decisions as decision_db
@@ -81,6 +81,37 @@ def test_policy_is_checked_before_it_is_stored(context):
     from training.scheduler import load_policy
 
     assert load_policy(context).retrain_cron == "0 3 * * *"
+
+
+def test_cron_policy_is_a_stored_job_that_retrains_only_when_something_changed(tmp_path, database_url):
+    from sqlalchemy import select
+
+    from db.schema import scheduler_jobs
+    from training.scheduler import run_scheduled_retrain
+
+    context = open_context(tmp_path / "data", database_url, training_worker="external")  # runs are only queued
+    import_paths(context, [write_shapes(tmp_path / "shapes", per_class=4)])
+    expert = user_db.add_user(context.database, EXPERT[0], "expert", EXPERT[1])
+    policy = save_policy(context, LoopPolicy(quick_loop=False, retrain_after_decisions=0, retrain_cron="0 3 * * *"))
+    loop = LoopScheduler(context, tick_s=60, retrain_check_s=60)
+    loop.start()
+    try:
+        jobs = dict(loop.jobs())
+        assert jobs["scheduled retrain (0 3 * * * UTC)"].endswith("03:00:00+00:00")
+    finally:
+        loop.stop()
+    with context.database.read() as session:  # the job store keeps the jobs for the next start
+        assert set(session.scalars(select(scheduler_jobs.c.id))) == {"quick_loop", "retrain_check", "scheduled_retrain"}
+
+    first = run_scheduled_retrain(context, policy)  # never trained: the night's job starts one
+    assert run_db.get_run(context.database, first).trigger == "schedule"
+    run_db.finish_run(context.database, first, "succeeded")
+    assert run_scheduled_retrain(context, policy) is None  # nothing decided since that run
+    image = next(image_db.iter_active_labeled(context.database))
+    decision_db.decide(context.database, image.id, expert.id, "keep", expected_last_id=None)
+    second = run_scheduled_retrain(context, policy)
+    assert second is not None and second != first
+    context.database.dispose()
 
 
 def test_two_concurrent_retrain_requests_make_one_run(shapes_context):

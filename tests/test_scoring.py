@@ -78,11 +78,16 @@ def test_unlabeled_images_are_scored_by_uncertainty(scored):
     context, _, _, scorer = scored
     with context.database.read() as session:
         unlabeled = session.execute(
-            select(Score.score, Score.predicted_label).where(Score.scorer == scorer, Score.given_label.is_(None))
+            select(Score.score, Score.predicted_label, Score.top).where(
+                Score.scorer == scorer, Score.given_label.is_(None)
+            )
         ).all()
     assert len(unlabeled) == 1
-    score, predicted = unlabeled[0]
-    assert 0.0 <= score <= 1.0 and predicted in ("disc", "bar")
+    score, predicted, top = unlabeled[0]
+    (first, p_first), (_, p_second) = top
+    assert predicted == first and p_first >= p_second
+    assert score == pytest.approx(1 - (p_first - p_second), abs=1e-6)  # uncertainty: 1 - margin
+    assert p_first > 0.5 and score < 0.9  # the loose image is a plain disc: the head is fairly sure
 
 
 def test_out_of_sample_probabilities_never_see_their_own_row():
