@@ -111,11 +111,25 @@ def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path)
     expect(page.locator("#review-progress")).to_contain_text("Reviewed this session: 2")
     page.keyboard.press("u")  # undo the keep of b.png: it comes back first
     expect(facts).to_contain_text("b.png")
+    page.keyboard.press("s")  # skip it for now
+    expect(facts).to_contain_text("c.png")
+    page.keyboard.press("d")
+    expect(facts).to_contain_text("Nothing left to review here")  # b.png is skipped this session
+    page.keyboard.press("u")  # undo the delete: c.png is back, and skips are forgotten
+    expect(facts).to_contain_text("b.png")
+    page.locator("#review-new-label input").fill("bird")  # a class nobody has used yet
+    page.locator("#review-new-label input").press("Enter")
+    page.locator("#review-progress").click()  # leave the text field, so the key goes to the page
+    page.keyboard.press("r")
+    expect(facts).to_contain_text("c.png")
     page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
 
     log = decision_db.list_decisions(context.database)
-    assert [(d.action, d.user_name) for d in log] == [("relabel", "bob"), ("keep", "bob"), ("undo", "bob")]
-    assert image_db.get_image(context.database, rows["a.png"].id).label == "dog"
+    assert [d.action for d in log] == ["relabel", "keep", "undo", "delete", "undo", "relabel"]
+    assert {d.user_name for d in log} == {"bob"}
+    labels = {name: image_db.get_image(context.database, row.id) for name, row in rows.items()}
+    assert (labels["a.png"].label, labels["b.png"].label, labels["c.png"].label) == ("dog", "bird", "cat")
+    assert labels["c.png"].status == "active"
 
 
 def seed_review_queue(context, tmp_path) -> dict:

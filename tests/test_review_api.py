@@ -94,10 +94,13 @@ def test_bad_decisions_are_refused_and_change_nothing(scored_server, payload, st
 def test_only_an_admin_restores_a_deleted_image(scored_server):
     server, ids = scored_server
     database = server.context.database
-    assert api(server, "POST", "/api/decisions", json={"image_id": ids[0], "action": "delete"}).status_code == 200
-    refused = api(server, "POST", "/api/decisions", json={"image_id": ids[0], "action": "restore"})
+    deleted = api(server, "POST", "/api/decisions", json={"image_id": ids[0], "action": "delete"})
+    assert deleted.status_code == 200
+    seen = deleted.json()["decision"]["id"]
+    restore = {"image_id": ids[0], "action": "restore", "expected_last_decision_id": seen}
+    refused = api(server, "POST", "/api/decisions", json=restore)
     assert refused.status_code == 403 and "admin role" in refused.json()["detail"]
     assert image_db.get_image(database, ids[0]).status == "deleted"
-    restored = api(server, "POST", "/api/decisions", auth=ADMIN, json={"image_id": ids[0], "action": "restore"})
+    restored = api(server, "POST", "/api/decisions", auth=ADMIN, json=restore)
     assert restored.status_code == 200, restored.text
     assert image_db.get_image(database, ids[0]).status == "active"

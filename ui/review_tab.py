@@ -193,7 +193,12 @@ def build_review_tab(context: Context) -> dict:
                     skip_button = gr.Button("Skip (s)", elem_id="review-skip")
                     undo_button = gr.Button("Undo (u)", elem_id="review-undo")
                 with gr.Row():
-                    new_label = gr.Dropdown([], label="Relabel to (or type a new class)", allow_custom_value=True)
+                    new_label = gr.Dropdown(
+                        [],
+                        label="Relabel to (or type a new class)",
+                        allow_custom_value=True,
+                        elem_id="review-new-label",
+                    )
                     relabel = gr.Button("Relabel (r)", elem_id="review-relabel", scale=0)
                 with gr.Row():
                     hotkeys = [
