@@ -65,8 +65,6 @@ def export_dataset(context: Context, destination: Path, fmt: str, progress: Prog
 
 def export_archive(context: Context, fmt: str, progress: ProgressFn | None = None) -> tuple[Path, ExportSummary]:
     """Export into a new zip under DATA/exports/ (the Admin tab's download); returns its path and the summary."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     exports = context.store.data_dir / EXPORTS_FOLDER
     exports.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=exports, prefix=f"loupe-{fmt}-{utcnow():%Y%m%d-%H%M%S}-"))
