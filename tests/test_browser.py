@@ -127,9 +127,9 @@ def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path)
     log = decision_db.list_decisions(context.database)
     assert [d.action for d in log] == ["relabel", "keep", "undo", "delete", "undo", "relabel"]
     assert {d.user_name for d in log} == {"bob"}
-    labels = {name: image_db.get_image(context.database, row.id) for name, row in rows.items()}
-    assert (labels["a.png"].label, labels["b.png"].label, labels["c.png"].label) == ("dog", "bird", "cat")
-    assert labels["c.png"].status == "active"
+    images = {name: image_db.get_image(context.database, row.id) for name, row in rows.items()}
+    assert (images["a.png"].label, images["b.png"].label, images["c.png"].label) == ("dog", "bird", "cat")
+    assert images["c.png"].status == "active"
 
 
 def seed_review_queue(context, tmp_path) -> dict:

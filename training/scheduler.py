@@ -26,7 +26,7 @@ from db import decisions as decision_db
 from db import images as image_db
 from db import model_versions as version_db
 from db import runs as run_db
-from db.schema import as_utc, utcnow
+from db.schema import as_utc, scheduler_jobs, utcnow
 from errors import LoupeError
 from labeling.scoring import RescoreResult, rescore
 from training.gate import DEFAULT_TOLERANCE
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 POLICY_KEY = "loop_policy"
 QUICK_LOOP_KEY = "quick_loop"
 QUICK_LOOP_LEASE_S = 600  # longer than any rescoring pass; a crashed holder's lease runs out
-SCHEDULER_TABLE = "apscheduler_jobs"  # declared in db/schema.py, created by migration 0006
 
 _schedulers: dict[str, LoopScheduler] = {}  # job functions find their scheduler by key (jobs are stored by name)
 
@@ -251,7 +250,7 @@ class LoopScheduler:
         failed = run_db.fail_dead_runs(self.context.database)
         if failed:
             log.warning("training runs %s were left active by a dead process; marked failed", failed)
-        store = SQLAlchemyJobStore(engine=self.context.database.write_engine, tablename=SCHEDULER_TABLE)
+        store = SQLAlchemyJobStore(engine=self.context.database.write_engine, tablename=scheduler_jobs.name)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
