@@ -9,8 +9,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from contextvars import ContextVar
 
 from errors import LoupeError
+
+# The address of the client whose request is being handled, set by api/guard.py's middleware for code
+# that frameworks call without the request (Gradio's login check).
+client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
 
 
 class RateLimited(LoupeError):
@@ -22,7 +27,12 @@ class RateLimited(LoupeError):
 
 
 class LoginThrottle:
-    """Refuses logins for a user or from an address after too many recent failures (sliding window)."""
+    """Refuses logins after too many recent failures (sliding window): per account *from one address*,
+    and per address over all accounts.
+
+    Counting an account's failures per address, not over all addresses, means a stranger who types
+    wrong passwords for alice locks out only themselves, never alice at her own desk.
+    """
 
     def __init__(self, per_user: int = 5, per_address: int = 20, window_s: float = 300.0):
         self.per_user, self.per_address, self.window_s = per_user, per_address, window_s
@@ -35,33 +45,41 @@ class LoginThrottle:
             times.popleft()
         return times
 
+    @staticmethod
+    def _keys(user: str | None, address: str | None) -> list[tuple[str, str]]:
+        keys = []
+        if user is not None:
+            keys.append((f"user:{user}\0{address}", "this account"))
+        if address is not None:
+            keys.append((f"address:{address}", "your address"))
+        return keys
+
     def check(self, user: str | None, address: str | None) -> None:
-        """RateLimited when this user or address failed too often lately; else nothing."""
+        """RateLimited when this user (from this address) or this address failed too often lately."""
         now = time.monotonic()
         with self._lock:
-            for key, limit, what in (
-                (f"user:{user}", self.per_user, "this account"),
-                (f"address:{address}", self.per_address, "your address"),
-            ):
-                if key.endswith(":None") or limit <= 0:
+            for key, what in self._keys(user, address):
+                limit = self.per_user if key.startswith("user:") else self.per_address
+                if limit <= 0:
                     continue
                 times = self._recent(key, now)
                 if len(times) >= limit:
                     wait = self.window_s - (now - times[0])
                     raise RateLimited(f"too many failed logins for {what}; try again in {int(wait) + 1} s", wait)
+            if len(self._failures) > 100_000:  # forget quiet keys so memory stays bounded
+                self._failures = {k: v for k, v in self._failures.items() if self._recent(k, now)}
 
     def failed(self, user: str | None, address: str | None) -> None:
         """Count one failed login."""
         now = time.monotonic()
         with self._lock:
-            for key in (f"user:{user}", f"address:{address}"):
-                if not key.endswith(":None"):
-                    self._recent(key, now).append(now)
+            for key, _ in self._keys(user, address):
+                self._recent(key, now).append(now)
 
-    def succeeded(self, user: str) -> None:
-        """A right password clears the user's failures (the address keeps its count)."""
+    def succeeded(self, user: str, address: str | None) -> None:
+        """A right password clears the account's failures from that address (the address keeps its count)."""
         with self._lock:
-            self._failures.pop(f"user:{user}", None)
+            self._failures.pop(f"user:{user}\0{address}", None)
 
 
 class RequestRate:

@@ -22,18 +22,23 @@ DEFAULT_PORT = 7860
 
 
 def build_app(context: Context):
-    """The FastAPI app: REST routes first, then /review (login), then the public page at /."""
+    """The FastAPI app: REST routes first, then /review (login), then the public page at /.
+
+    api/guard.py's middleware stands in front of all of them; ui/mounts.py mounts the Gradio pages
+    with Loupe's rules for Gradio's own routes (see the README's threat model).
+    """
     from contextlib import asynccontextmanager
 
-    import gradio as gr
     from fastapi import FastAPI
 
+    from api.guard import RequestGuard
     from api.review import build_review_router
-    from api.routes import RequestGuard, build_router
+    from api.routes import build_router
     from limits import LoginThrottle, RequestRate
     from models.serving import Serving
     from training.scheduler import LoopScheduler
     from ui.auth import make_login_check
+    from ui.mounts import PageMount, Sweeper, WebDoors, mount_page
     from ui.predict_page import build_predict_page
     from ui.review_page import build_review_page
     from ui.review_tab import REVIEW_CSS, SHORTCUT_SCRIPT
@@ -44,44 +49,43 @@ def build_app(context: Context):
         settings.login_failures_per_user, settings.login_failures_per_address, settings.login_window_s
     )
     predict_rate = RequestRate(settings.predict_rate_per_s, settings.predict_burst)
+    upload_rate = RequestRate(settings.upload_rate_per_s, settings.upload_burst)
     loop = LoopScheduler(context, settings.scheduler_tick_s, settings.retrain_check_s) if settings.scheduler else None
+    review_blocks, admin_tab = build_review_page(context, loop)
+    review = PageMount("/review", review_blocks)
+    public = PageMount("", build_predict_page(serving, predict_rate, settings.predict_concurrency))
+    doors = WebDoors(context, [review, public], upload_rate)
+    sweeper = Sweeper(doors, interval_s=60)
 
     @asynccontextmanager
     async def lifespan(_app):
         serving.start()
+        sweeper.start()
         if loop:
             loop.start()
         yield
         if loop:
             loop.stop()
+        sweeper.stop()
         serving.stop()
 
     app = FastAPI(title="Loupe", description="Human-in-the-loop image labeling and retraining.", lifespan=lifespan)
     app.state.serving = serving
     app.state.loop = loop
+    app.state.doors = doors
     app.include_router(build_router(context, serving, predict_rate))
     app.include_router(build_review_router(context, logins))
-    envelope = 1024 * 1024  # multipart headers and form fields around the file
-    app.add_middleware(
-        RequestGuard,
-        logins=logins,
-        login_path="/review/login",
-        public_max_bytes=settings.max_image_bytes + envelope,
-        review_max_bytes=settings.max_zip_bytes + envelope,
-    )
-    max_file_size = context.settings.max_image_bytes
-    app = gr.mount_gradio_app(
+    app.add_middleware(RequestGuard, doors=doors)
+    app = mount_page(
         app,
-        build_review_page(context, loop),
-        path="/review",
+        review,
+        context,
         auth=make_login_check(context, logins),
-        max_file_size=max_file_size,
+        admin_root=admin_tab,
         head=SHORTCUT_SCRIPT,
         css=REVIEW_CSS,
-        allowed_paths=context.store.served_folders(),  # the data folder may lie outside the working directory
     )
-    app = gr.mount_gradio_app(app, build_predict_page(serving, predict_rate), path="/", max_file_size=max_file_size)
-    return app
+    return mount_page(app, public, context)
 
 
 class CliProgress:

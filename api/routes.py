@@ -6,14 +6,13 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from context import Context
 from db.stats import dataset_stats
 from labeling.imagecheck import ImageRejected, RejectReason
 from labeling.safe_fetch import fetch_image_url
-from limits import LoginThrottle, RateLimited, RequestRate
+from limits import RateLimited, RequestRate
 from models.predictor import NoModelYet, Prediction
 from models.serving import Serving
 
@@ -45,55 +44,6 @@ async def _read_capped(upload: UploadFile, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise HTTPException(413, f"too_large: the upload is over the limit of {max_bytes:,} bytes")
     return data
-
-
-class RequestGuard:
-    """ASGI middleware, in front of every route and page: checks made before the app reads a body.
-
-    - a request whose declared body is over the cap gets 413 (public pages take one image; /review
-      takes admin uploads, zips included); Gradio's per-file limit and the decode checks still follow;
-    - logins at login_path from an address with too many recent failures get 429, and failed ones
-      (Gradio answers 400) are counted per address (check_login counts them per user).
-
-    Plain ASGI rather than Starlette's BaseHTTPMiddleware: that one cost a third of /api/predict's
-    throughput in bench/http_load.py.
-    """
-
-    def __init__(self, app, *, logins: LoginThrottle, login_path: str, public_max_bytes: int, review_max_bytes: int):
-        self.app = app
-        self.logins, self.login_path = logins, login_path
-        self.public_max_bytes, self.review_max_bytes = public_max_bytes, review_max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        limit = self.review_max_bytes if path.startswith("/review") else self.public_max_bytes
-        if declared.isdigit() and int(declared) > limit:
-            detail = f"too_large: the request is {int(declared):,} bytes; the limit here is {limit:,}"
-            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-        if scope["method"] != "POST" or path != self.login_path:
-            return await self.app(scope, receive, send)
-        address = scope["client"][0] if scope.get("client") else None
-        try:
-            self.logins.check(None, address)
-        except RateLimited as limited:
-            return await _too_many(limited)(scope, receive, send)
-        status: dict[str, int] = {}
-
-        async def noting_status(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, noting_status)
-        if status.get("code") == 400:  # Gradio's answer to wrong credentials
-            self.logins.failed(None, address)
-
-
-def _too_many(limited: RateLimited) -> JSONResponse:
-    return JSONResponse({"detail": str(limited)}, status_code=429, headers={"Retry-After": str(limited.retry_after_s)})
 
 
 def build_router(context: Context, serving: Serving, predict_rate: RequestRate) -> APIRouter:

@@ -8,10 +8,10 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from db.engine import Database
-from db.schema import User
+from db.schema import User, WebSession
 from errors import LoupeError
 
 ROLES = ("expert", "admin")
@@ -57,6 +57,8 @@ def add_user(database: Database, name: str, role: str, password: str) -> UserRow
     name = name.strip()
     if not name:
         raise UserError("a user needs a name")
+    if not name.isprintable():
+        raise UserError("a user name can hold only printable characters")
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if len(password) < 8:
@@ -99,19 +101,35 @@ class _VerifiedPasswords:
 
 
 _verified = _VerifiedPasswords()
+# Checked against when the name is unknown, so that an unknown name costs the same scrypt as a known
+# one: answer times do not tell which names exist.
+_DECOY_HASH = hash_password(base64.b64encode(os.urandom(24)).decode())
 
 
 def authenticate(database: Database, name: str, password: str) -> UserRow | None:
-    """The enabled user with this name and password, else None."""
-    with database.read() as session:
-        user = session.scalar(select(User).where(User.name == name))
-    if user is None or user.disabled or not _verified.matches(password, user.password_hash):
+    """The enabled user with this name and password, else None (the same work whatever is wrong)."""
+    user = None
+    if _storable(name):
+        with database.read() as session:
+            user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        password_matches(password, _DECOY_HASH)
+        return None
+    matches = _verified.matches(password, user.password_hash)
+    if user.disabled or not matches:
         return None
     return UserRow(user.id, user.name, user.role, user.disabled)
 
 
+def _storable(name: str) -> bool:
+    # PostgreSQL refuses NUL in text (an error, not "no such user"); no stored name holds one.
+    return "\x00" not in name
+
+
 def get_user(database: Database, name: str) -> UserRow | None:
     """The user called name, or None."""
+    if not _storable(name):
+        return None
     with database.read() as session:
         user = session.scalar(select(User).where(User.name == name))
         return UserRow(user.id, user.name, user.role, user.disabled) if user else None
@@ -132,6 +150,7 @@ def set_password(database: Database, name: str, password: str) -> None:
         if user is None:
             raise UserError(f"there is no user called {name!r}")
         user.password_hash = hash_password(password)
+        _end_sessions(session, user.id)  # the old password's sessions end with it
 
 
 def set_disabled(database: Database, name: str, disabled: bool) -> None:
@@ -147,3 +166,9 @@ def set_disabled(database: Database, name: str, disabled: bool) -> None:
             if not others:
                 raise UserError("this is the last enabled admin; enable or add another admin first")
         user.disabled = disabled
+        if disabled:
+            _end_sessions(session, user.id)
+
+
+def _end_sessions(session, user_id: int) -> None:
+    session.execute(delete(WebSession).where(WebSession.user_id == user_id))

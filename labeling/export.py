@@ -14,6 +14,7 @@ from db.schema import utcnow
 from errors import LoupeError
 from labeling.decision_log import write_decision_log
 from labeling.ingest import ProgressFn
+from labeling.labels import label_problem
 from labeling.store import EXPORTS_FOLDER
 
 FORMATS = ("folders", "csv")
@@ -40,6 +41,8 @@ def export_dataset(context: Context, destination: Path, fmt: str, progress: Prog
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise ExportError(f"{destination} exists and is not an empty folder; choose a new one")
     rows = list(image_db.iter_active_labeled(context.database))
+    if fmt == "folders":
+        refuse_unsafe_folder_names(rows)
     destination.mkdir(parents=True, exist_ok=True)
     csv_rows = []
     for done, row in enumerate(rows, start=1):
@@ -61,6 +64,24 @@ def export_dataset(context: Context, destination: Path, fmt: str, progress: Prog
             writer.writerows(csv_rows)
     decisions = write_decision_log(context, destination / "decisions.csv")
     return ExportSummary(destination, len(rows), decisions)
+
+
+def refuse_unsafe_folder_names(rows: list[image_db.ImageRow]) -> None:
+    """ExportError naming every label that cannot be a folder name, before anything is written."""
+    # Labels stored before the label rule (old databases, direct db/ callers) may be '..', too long for
+    # the file system, or hold a separator: found half-way they would escape DEST or crash the copy.
+    images_per_label: dict[str, int] = {}
+    for row in rows:
+        images_per_label[row.label] = images_per_label.get(row.label, 0) + 1
+    problems = [(label, label_problem(label)) for label in sorted(images_per_label)]
+    bad = [(label, problem) for label, problem in problems if problem]
+    if bad:
+        listed = "; ".join(f"{problem} ({images_per_label[label]} images)" for label, problem in bad)
+        raise ExportError(
+            f"{len(bad)} label(s) cannot be folder names, so nothing was exported: {listed}. "
+            "Relabel those images to a valid class (Review tab or the review API) and export again, "
+            "or export the csv layout, which does not make folders from labels."
+        )
 
 
 def export_archive(context: Context, fmt: str, progress: ProgressFn | None = None) -> tuple[Path, ExportSummary]:

@@ -13,11 +13,11 @@ from context import Context
 from db import images as image_db
 from db import imports as import_db
 from labeling.imagecheck import ImageRejected, RejectReason, check_image_bytes
+from labeling.labels import clean_label  # also imported from here by api/review.py and ui/review_tab.py
 from labeling.split import assign_split
 from labeling.store import content_hash
 
 ProgressFn = Callable[[int, int], None]  # (items done, items in all)
-MAX_LABEL_LENGTH = 100
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db"}
 
 
@@ -54,16 +54,6 @@ class ImportSummary:
         lines = [f"added {self.added}, duplicates {self.duplicates}, rejected {len(self.rejected)}"]
         lines += [f"  rejected {r.item}: {r.reason.value} — {r.detail}" for r in self.rejected]
         return "\n".join(lines)
-
-
-def clean_label(name: str) -> str:
-    """A label name as stored, or ImageRejected(bad_label) when it cannot be one."""
-    cleaned = name.strip()
-    if not cleaned or len(cleaned) > MAX_LABEL_LENGTH:
-        raise ImageRejected(RejectReason.UNKNOWN_LABEL, f"a label needs 1 to {MAX_LABEL_LENGTH} characters")
-    if any(ch in cleaned for ch in "/\\") or any(ord(ch) < 32 for ch in cleaned):
-        raise ImageRejected(RejectReason.UNKNOWN_LABEL, f"the label {cleaned!r} has a slash or control character")
-    return cleaned
 
 
 def import_candidates(

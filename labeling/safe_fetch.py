@@ -43,23 +43,79 @@ class TooSlow(Exception):
     """The whole download ran past its deadline; the caller says how long it allowed."""
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and that ipaddress has no property for.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (RFC 4291)
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (RFC 2765)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix (RFC 6052)
+# Local-use NAT64 (RFC 8215): the operator picks the prefix length; /96 (IPv4 last) is the usual one, and
+# the whole /48 is refused anyway (reserved), so the other layouts cannot reach inside either.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+# Not reachable from the internet, yet global to this Python's is_global (3.13 knows the first).
+_ALSO_INSIDE = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("fec0::/10"))  # IETF use, site-local
+
+
+def embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, SIIT, compatible, NAT64, 6to4, Teredo), or None."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client, already XORed back with 0xffffffff
+    last32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _IPV4_COMPATIBLE:
+        return last32 if int(address) > 1 else None  # :: and ::1 are themselves, not 0.0.0.0 / 0.0.0.1
+    if address in _SIIT or address in _NAT64 or address in _LOCAL_NAT64:
+        return last32
+    return None
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether address is one Loupe may connect to on someone else's behalf."""
+    if address.is_multicast or address.is_unspecified or any(address in net for net in _ALSO_INSIDE):
+        return False
+    if address in _NAT64:
+        # is_reserved covers all of ::/8, well-known NAT64 included: on an IPv6-only network with DNS64
+        # every IPv4 site has such an address, so judge it by the IPv4 it translates to.
+        return True
+    return address.is_global and not address.is_reserved
+
+
+def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why address may not be fetched from (naming the IPv4 it hides, if that is the reason), or None."""
+    inner = embedded_ipv4(address)
+    if inner is not None and not _public(inner):
+        return f"{address}, which embeds {inner},"
+    if not _public(address):
+        return f"{address},"
+    return None
+
+
 def check_url(url: str, allow_private: bool) -> str:
-    """The address to connect to for url, after refusing non-http(s) URLs and hosts that resolve to
-    loopback, private or link-local addresses (any of them)."""
-    parsed = urlparse(url)
+    """The address to connect to for url, after refusing non-http(s) URLs and hosts with any address that
+    is not public: loopback, private, link-local, unspecified, multicast, reserved, or an IPv6 address
+    embedding such an IPv4 one."""
+    try:
+        parsed = urlparse(url)
+        port = parsed.port  # parsed lazily: "Port out of range" and "Invalid IPv6 URL" surface here
+    except ValueError as error:
+        raise UnsafeUrl(f"the URL is malformed ({error})") from None
     if parsed.scheme not in ("http", "https"):
         raise UnsafeUrl("only http and https URLs can be fetched")
     if not parsed.hostname:
         raise UnsafeUrl("the URL has no host name")
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+        infos = socket.getaddrinfo(parsed.hostname, port or (443 if parsed.scheme == "https" else 80))
     except (socket.gaierror, UnicodeError):
         raise UnsafeUrl(f"the host {parsed.hostname!r} cannot be resolved") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not allow_private:
         for address in addresses:
-            if not address.is_global or address.is_multicast:
-                raise UnsafeUrl(f"{parsed.hostname} resolves to {address}, an address Loupe does not fetch from")
+            refused = _refusal(address)
+            if refused is not None:
+                raise UnsafeUrl(f"{parsed.hostname} resolves to {refused} an address Loupe does not fetch from")
     return str(addresses[0])
 
 
@@ -72,18 +128,33 @@ def pinned(url: str, address: str) -> tuple[str, dict, dict]:
     parsed = urlparse(url)
     host = f"[{address}]" if ":" in address else address
     netloc = host + (f":{parsed.port}" if parsed.port else "")
-    headers = {"Host": parsed.netloc.rsplit("@", 1)[-1]}
+    # httpx's netloc: no credentials, and an internationalised name in its ASCII (IDNA) form, which is
+    # what a Host header may carry.
+    headers = {"Host": httpx.URL(url).netloc.decode("ascii")}
     extensions = {"sni_hostname": parsed.hostname} if parsed.scheme == "https" else {}
     return parsed._replace(netloc=netloc).geturl(), headers, extensions
 
 
 def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool) -> bytes:
-    """The body at url, following at most MAX_REDIRECTS redirects, each hop checked and pinned."""
-    deadline = time.monotonic() + timeout_s  # for the whole fetch, redirects included
-    with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False) as client:
+    """The body at url, following at most MAX_REDIRECTS redirects, each hop checked and pinned, all of it
+    (every hop's connect, headers and body) within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    too_slow = ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the download took longer than {timeout_s:g} s")
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            target, headers, extensions = pinned(url, check_url(url, allow_private))
-            request = client.build_request("GET", target, headers=headers, extensions=extensions)
+            address = check_url(url, allow_private)
+            # Each hop may only use what is left: a chain of hops each slow to answer its headers would
+            # otherwise hold a worker for (MAX_REDIRECTS + 1) × timeout_s.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise too_slow
+            try:
+                target, headers, extensions = pinned(url, address)
+                request = client.build_request(
+                    "GET", target, headers=headers, extensions=extensions, timeout=httpx.Timeout(remaining)
+                )
+            except httpx.InvalidURL as error:  # a path or Host header httpx will not send
+                raise UnsafeUrl(f"the URL is malformed ({error})") from None
             try:
                 response = client.send(request, stream=True)
                 try:
@@ -97,11 +168,8 @@ def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private
                     return read_body_capped(response, max_bytes, deadline)
                 finally:
                     response.close()
-            except httpx.TimeoutException:
-                raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"no answer within {timeout_s:g} s") from None
-            except TooSlow:
-                slow = f"the download took longer than {timeout_s:g} s"
-                raise ImageRejected(RejectReason.DOWNLOAD_FAILED, slow) from None
+            except (httpx.TimeoutException, TooSlow):
+                raise too_slow from None
             except httpx.TransportError as error:
                 raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the connection failed: {error}") from None
     raise ImageRejected(RejectReason.DOWNLOAD_FAILED, f"more than {MAX_REDIRECTS} redirects")

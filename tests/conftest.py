@@ -24,8 +24,45 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from context import Context  # noqa: E402
 from settings import Settings  # noqa: E402
 
-POSTGRES_URL = os.environ.get("LOUPE_TEST_POSTGRES_URL")
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DATABASES = ["sqlite", "postgres"]
+
+
+def _find_postgres() -> tuple[str | None, str]:
+    """The PostgreSQL URL the suite runs on, or None with the reason it cannot.
+
+    LOUPE_TEST_POSTGRES_URL chooses one (empty: none); otherwise the local server at 127.0.0.1:5432 is
+    used when it answers, so a newcomer's `make test` covers both databases without configuration.
+    """
+    chosen = os.environ.get("LOUPE_TEST_POSTGRES_URL")
+    if chosen == "":
+        return None, "LOUPE_TEST_POSTGRES_URL is set empty (PostgreSQL turned off)"
+    url = chosen or DEFAULT_POSTGRES_URL
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 — any failure to connect means: no PostgreSQL here
+        if chosen:
+            raise RuntimeError(f"LOUPE_TEST_POSTGRES_URL={chosen} does not answer: {error}") from error
+        return None, f"PostgreSQL does not answer at {url.split('@')[-1]} (set LOUPE_TEST_POSTGRES_URL to use another)"
+    return url, f"PostgreSQL variants run on {url.split('@')[-1]}"
+
+
+POSTGRES_URL, POSTGRES_REASON = _find_postgres()
+
+
+def pytest_report_header(config):
+    """Say at the top which databases the run covers."""
+    return [f"databases: SQLite; {POSTGRES_REASON}"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly at the end how many PostgreSQL variants were skipped, and why."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "[postgres" in r.nodeid]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} PostgreSQL variants skipped: {POSTGRES_REASON}", yellow=True)
 
 
 @pytest.fixture(params=DATABASES)
@@ -35,7 +72,7 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'loupe.db'}"
         return
     if not POSTGRES_URL:
-        pytest.skip("LOUPE_TEST_POSTGRES_URL is not set")
+        pytest.skip(POSTGRES_REASON)
     schema = f"loupe_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
     with admin.begin() as connection:

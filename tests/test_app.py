@@ -46,8 +46,15 @@ def test_admin_uploads_through_the_gradio_api(live_server, tmp_path):
 def test_expert_cannot_call_admin_handlers(live_server, tmp_path):
     (tmp_path / "x.png").write_bytes(distinct_images(1)[0])
     client = Client(f"{live_server.url}/review/", auth=EXPERT, verbose=False)
-    with pytest.raises(Exception, match="admin role"):
+    # The upload door itself refuses an expert (only the Admin tab uploads), before any file is kept.
+    with pytest.raises(Exception, match="403"):
         client.predict([handle_file(str(tmp_path / "x.png"))], "cat", api_name="/admin_upload")
+    with httpx.Client(base_url=live_server.url) as browser:
+        browser.post("/review/login", data={"username": EXPERT[0], "password": EXPERT[1]}).raise_for_status()
+        refused = browser.post("/review/gradio_api/upload", files={"files": ("x.png", b"png")})
+    assert refused.status_code == 403 and "admin role" in refused.json()["detail"]
+    with pytest.raises(Exception, match="admin role"):
+        client.predict([], "cat", api_name="/admin_upload")
     with pytest.raises(Exception, match="admin role"):
         client.predict(api_name="/admin_stats")
     assert image_db.count_images(live_server.context.database) == 0

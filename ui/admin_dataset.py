@@ -11,9 +11,12 @@ from db.duplicates import count_pending
 from db.imports import list_rejections
 from db.stats import dataset_stats, review_counts
 from labeling.export import FORMATS, ExportError, export_archive
+from labeling.imagecheck import ImageRejected
 from labeling.ingest import import_paths
+from labeling.labels import clean_label
 from labeling.purge import purge_image, restore_image
 from ui.auth import require_role_in_handler
+from ui.markdown import html_text
 
 STATS_COLUMNS = ["label", "train", "valid", "total"]
 REJECTION_COLUMNS = ["item", "reason", "detail"]
@@ -94,7 +97,7 @@ def make_handlers(context: Context):
                 except (DecisionError, StaleDecision) as refused:
                     failed.append(str(refused))
             if failed:
-                gr.Warning(f"{len(failed)} not done: {'; '.join(failed)}")
+                gr.Warning(html_text(f"{len(failed)} not done: {'; '.join(failed)}"))
             gr.Info(f"{len(selected) - len(failed)} image(s) {verb}d.")
             return stats_summary_markdown(context), gr.Dropdown(choices=deleted_choices(context), value=[])
 
@@ -104,11 +107,16 @@ def make_handlers(context: Context):
         user = require_role_in_handler(context, request, "admin")
         if not files:
             raise gr.Error("Choose one or more images or a zip first.")
+        try:
+            # Checked here as well as per item, so a mistyped field is one message, not a rejection per image.
+            label = clean_label(label) if (label or "").strip() else None
+        except ImageRejected as bad_label:
+            raise gr.Error(html_text(f"Nothing imported: {bad_label.detail}")) from None
         summary = import_paths(
             context,
             files,
             kind="upload",
-            label=label.strip() or None,
+            label=label,
             progress=lambda done, total: progress((done, total), desc="Importing", unit="images"),
             user_name=user.name,
         )
@@ -133,7 +141,7 @@ def make_handlers(context: Context):
                 context, fmt, lambda done, total: progress((done, total), desc="Exporting", unit="images")
             )
         except ExportError as refused:
-            raise gr.Error(str(refused)) from None
+            raise gr.Error(html_text(refused)) from None
         return str(archive), (
             f"Exported **{summary.images}** images ({fmt}) and **{summary.decisions}** decisions: `{archive.name}`."
         )

@@ -18,6 +18,7 @@ from training.scheduler import (
     save_policy,
 )
 from ui.auth import require_role_in_handler
+from ui.markdown import html_text
 
 VERSION_COLUMNS = ["version", "status", "run", "error rate", "gate", "created", "promoted"]
 
@@ -93,9 +94,9 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
             raise gr.Error("Choose a version to promote.")
         try:
             version_db.promote(context.database, version)
-        except version_db.VersionError as refused:
-            raise gr.Error(str(refused)) from None
-        gr.Info(f"{version} promoted by {user.name}; the predictor switches within seconds.")
+        except version_db.VersionError as refused:  # may quote the typed version
+            raise gr.Error(html_text(refused)) from None
+        gr.Info(html_text(f"{version} promoted by {user.name}; the predictor switches within seconds."))
         return refresh(request)
 
     def rollback(request: gr.Request):
@@ -103,8 +104,8 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
         try:
             restored = version_db.rollback(context.database)
         except version_db.VersionError as refused:
-            raise gr.Error(str(refused)) from None
-        gr.Info(f"Rolled back to {restored.version} by {user.name}.")
+            raise gr.Error(html_text(refused)) from None
+        gr.Info(html_text(f"Rolled back to {restored.version} by {user.name}."))
         return refresh(request)
 
     def save(request: gr.Request, quick_loop, debounce_s, retrain_after, cron, tolerance, freeze_epochs, epochs, size):
@@ -122,7 +123,7 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
             )
             save_policy(context, policy)
         except (BadPolicy, TypeError, ValueError) as refused:
-            raise gr.Error(f"Not saved: {refused}") from None
+            raise gr.Error(html_text(f"Not saved: {refused}")) from None
         if loop:
             loop.sync_cron()
         gr.Info("Loop settings saved.")

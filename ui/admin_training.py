@@ -12,6 +12,7 @@ from training.launcher import launch
 from training.scheduler import load_policy
 from ui import charts
 from ui.auth import require_role_in_handler
+from ui.markdown import html_text, md_text
 
 RUN_COLUMNS = [
     "run",
@@ -100,7 +101,7 @@ def run_summary(run: run_db.RunRow) -> str:
     if gate:
         lines.append(f"Promotion gate: **{'promoted' if gate['promote'] else 'not promoted'}** — {gate['reason']}.")
     if run.error:
-        lines.append(f"Error: `{run.error.splitlines()[0]}`")
+        lines.append(f"Error: {md_text(run.error.splitlines()[0])}")  # may quote a label or a file name
     for finding in m.get("diagnosis", []):
         lines.append(f"- {finding}")
     return "\n\n".join(lines)
@@ -151,7 +152,7 @@ def make_handlers(context: Context):
         try:
             rate = float(lr) if str(lr or "").strip() else None
         except ValueError:
-            raise gr.Error(f"The learning rate must be a number like 0.002 (got {lr!r}).") from None
+            raise gr.Error(html_text(f"The learning rate must be a number like 0.002 (got {lr!r}).")) from None
         policy = load_policy(context)
         try:
             run_id = launch(
@@ -165,9 +166,9 @@ def make_handlers(context: Context):
                 tolerance=policy.tolerance,
             )
         except LoupeError as refused:  # busy, bad parameters, missing weights
-            gr.Warning(str(refused))
+            gr.Warning(html_text(refused))
             return gr.skip(), gr.skip(), *([gr.skip()] * 6)
-        gr.Info(f"Training run {run_id} started by {user.name}.")
+        gr.Info(html_text(f"Training run {run_id} started by {user.name}."))
         return refresh(request, run_id)
 
     def cancel(request: gr.Request, run_id: int | None):
@@ -186,7 +187,7 @@ def make_handlers(context: Context):
         try:
             new_id = launch(context, "retry", run.arch, **run.params)  # the parameters it was queued with
         except LoupeError as refused:
-            gr.Warning(str(refused))
+            gr.Warning(html_text(refused))
             return refresh(request, run_id)
         gr.Info(f"Run {run_id} retried as run {new_id}.")
         return refresh(request, new_id)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 from fastapi import HTTPException
+from fastapi.concurrency import run_in_threadpool
 
 from context import Context
 from db.users import UserRow, authenticate, get_user
-from limits import LoginThrottle, RateLimited
+from limits import LoginThrottle, RateLimited, client_address
 
 
 class PermissionDenied(Exception):
@@ -15,20 +16,24 @@ class PermissionDenied(Exception):
 
 
 def make_login_check(context: Context, logins: LoginThrottle):
-    """The (username, password) -> bool function Gradio's login form calls; too many failures answer 429.
+    """The async (username, password) -> bool function Gradio's login route calls; too many failures answer 429.
 
-    Gradio gives this function no address; the app's middleware counts failures per address.
+    Every path that reaches Gradio's login handler (`/review/login`, `/review/login/`, …) comes through
+    here, so the limits live here rather than on a path: per account from one address, and per address.
+    The address comes from api/guard.py's middleware (Gradio passes no request). scrypt runs in a thread.
     """
 
-    def check_login(username: str, password: str) -> bool:
+    async def check_login(username: str, password: str) -> bool:
+        address = client_address.get()
         try:
-            logins.check(username, None)
+            logins.check(username, address)
         except RateLimited as limited:
             raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
-        if authenticate(context.database, username, password) is None:
-            logins.failed(username, None)
+        user = await run_in_threadpool(authenticate, context.database, username, password)
+        if user is None:
+            logins.failed(username, address)
             return False
-        logins.succeeded(username)
+        logins.succeeded(username, address)
         return True
 
     return check_login

@@ -10,6 +10,7 @@ from db import duplicates as duplicate_db
 from db.images import get_image
 from labeling.duplicates import resolve_pair
 from ui.auth import require_role_in_handler
+from ui.markdown import md_text
 
 CHOICES = {
     "keep_first": "Keep left (delete right)",
@@ -21,7 +22,8 @@ CHOICES = {
 
 def describe(image) -> str:
     """One side's name, label and split."""
-    return f"**{image.original_name}** · label **{image.label or 'none'}** · {image.split} · id {image.id}"
+    label = md_text(image.label) if image.label else "none"
+    return f"**{md_text(image.original_name)}** · label **{label}** · {image.split} · id {image.id}"
 
 
 def make_handlers(context: Context):

@@ -9,8 +9,11 @@ from context import Context
 from db import decisions as decision_db
 from db.embeddings import score_of
 from db.queue import QueueFilters, queue_page
+from labeling.imagecheck import ImageRejected
+from labeling.labels import clean_label
 from labeling.scoring import scorer_name
 from ui.auth import require_role_in_handler
+from ui.markdown import html_text, md_text
 
 SLOTS = 12
 SKIP, KEEP, DELETE, RELABEL = "skip", "keep", "delete", "relabel to prediction"
@@ -18,7 +21,7 @@ SKIP, KEEP, DELETE, RELABEL = "skip", "keep", "delete", "relabel to prediction"
 
 def caption(item) -> str:
     """The label, the prediction and the score under a thumbnail."""
-    return f"**{item.label}** → model: **{item.predicted_label}** · score {item.score:.2f}"
+    return f"**{md_text(item.label)}** → model: **{md_text(item.predicted_label)}** · score {item.score:.2f}"
 
 
 def make_handlers(context: Context):
@@ -54,21 +57,25 @@ def make_handlers(context: Context):
                 continue
             action = {KEEP: "keep", DELETE: "delete", RELABEL: "relabel"}[choice]
             try:
+                # The prediction is a class the model learned; an old database may hold one the label rule refuses.
+                new_label = clean_label(item["predicted"]) if action == "relabel" else None
                 decision_db.decide(
                     database,
                     item["image_id"],
                     user.id,
                     action,
                     expected_last_id=item["last_decision_id"],
-                    new_label=item["predicted"] if action == "relabel" else None,
+                    new_label=new_label,
                     model_version=scorer_name(),
                     score=score_of(database, scorer_name(), item["image_id"]),
                 )
                 recorded += 1
             except decision_db.StaleDecision as stale:
                 refused.append(str(stale))
+            except ImageRejected as bad_label:
+                refused.append(f"image {item['image_id']}: {bad_label.detail}")
         if refused:
-            gr.Warning(f"{len(refused)} not saved: {'; '.join(refused)}")
+            gr.Warning(html_text(f"{len(refused)} not saved: {'; '.join(refused)}"))
         gr.Info(f"{recorded} decisions saved.")
 
     return load_page, apply

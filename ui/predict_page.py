@@ -23,6 +23,19 @@ def status_markdown(serving: Serving) -> str:
     return f"Model version **{version}** answers." if version else NO_MODEL_YET
 
 
+def raw_image_input(**options) -> gr.Image:
+    """An Image input that hands the handler the uploaded file's path, undecoded.
+
+    gr.Image converts an upload (every frame of a GIF) before the handler runs: a 7 KB, 300-frame GIF
+    cost 25 s and 1.2 GB there. With this, Loupe's own checked decode runs first (byte and pixel limits,
+    the first frame only). ui/mounts.py has already refused any path that is not an upload here.
+    (Set on the instance: a subclass would make Gradio write a .pyi stub beside this module.)
+    """
+    image = gr.Image(type="filepath", **options)
+    image.preprocess = lambda payload: None if payload is None else payload.path
+    return image
+
+
 def make_predict_handler(serving: Serving, predict_rate: RequestRate):
     """The handler behind the Predict button, bound to the serving predictor."""
 
@@ -44,7 +57,7 @@ def make_predict_handler(serving: Serving, predict_rate: RequestRate):
     return predict
 
 
-def build_predict_page(serving: Serving, predict_rate: RequestRate) -> gr.Blocks:
+def build_predict_page(serving: Serving, predict_rate: RequestRate, concurrency: int) -> gr.Blocks:
     """The public Blocks: an image in, the top classes with probabilities out."""
     predict = make_predict_handler(serving, predict_rate)
     with gr.Blocks(title="Loupe — Predict") as page:
@@ -52,13 +65,14 @@ def build_predict_page(serving: Serving, predict_rate: RequestRate) -> gr.Blocks
         with gr.Tab("Predict"):
             status = gr.Markdown(elem_id="predict-status")
             with gr.Row():
-                image = gr.Image(
-                    type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="predict-image"
-                )
+                image = raw_image_input(sources=["upload", "clipboard"], label="Image", elem_id="predict-image")
                 with gr.Column():
                     labels = gr.Label(num_top_classes=TOP_CLASSES, label="Prediction", elem_id="predict-label")
                     answered_by = gr.Markdown(elem_id="predict-version")
             button = gr.Button("Predict", variant="primary", elem_id="predict-button")
-        button.click(predict, inputs=image, outputs=[labels, answered_by], api_name="predict", concurrency_limit=None)
+        # A cap on events decoding at once: the rest wait in the queue (which sleeps, ui/quiet_queue.py).
+        button.click(
+            predict, inputs=image, outputs=[labels, answered_by], api_name="predict", concurrency_limit=concurrency
+        )
         page.load(lambda: status_markdown(serving), outputs=status, api_visibility="private")
     return page

@@ -10,18 +10,18 @@ from training.scheduler import LoopScheduler
 from ui.admin_tab import build_admin_tab
 from ui.duplicates_tab import build_duplicates_tab
 from ui.grid_tab import build_grid_tab
+from ui.markdown import md_text
 from ui.review_tab import build_review_tab
 
 
-def build_review_page(context: Context, loop: LoopScheduler | None = None) -> gr.Blocks:
-    """The Blocks mounted at /review behind the login form."""
+def build_review_page(context: Context, loop: LoopScheduler | None = None) -> tuple[gr.Blocks, gr.Tab]:
+    """The Blocks mounted at /review behind the login form, and its Admin tab (whose files are admins' only)."""
 
     def on_load(request: gr.Request):
         user = get_user(context.database, request.username) if request.username else None
         is_admin = bool(user and user.role == "admin" and not user.disabled)
-        greeting = (
-            f"Logged in as **{request.username}** ({user.role if user else 'unknown'}) · [log out](/review/logout)"
-        )
+        role = user.role if user else "unknown"
+        greeting = f"Logged in as **{md_text(request.username)}** ({role}) · [log out](/review/logout)"
         return greeting, gr.Tab(visible=is_admin), gr.Timer(active=is_admin)
 
     with gr.Blocks(title="Loupe — Review") as page:
@@ -34,4 +34,4 @@ def build_review_page(context: Context, loop: LoopScheduler | None = None) -> gr
             admin, training_timer = build_admin_tab(context, loop)
         page.load(on_load, outputs=[who, admin, training_timer], api_visibility="private")
         page.load(**show_next)
-    return page
+    return page, admin

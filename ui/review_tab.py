@@ -16,6 +16,7 @@ from labeling.imagecheck import ImageRejected
 from labeling.ingest import clean_label
 from labeling.scoring import scorer_name
 from ui.auth import require_role_in_handler
+from ui.markdown import md_text, short_text
 
 HOTKEY_LABELS = 9
 ANY = "(any)"
@@ -50,16 +51,16 @@ def _filters(label: str, predicted: str, split: str, unlabeled: bool) -> QueueFi
 
 def describe(item: QueueItem) -> str:
     """Why the image is here, in words: its label, what the model sees instead, and the score."""
-    top = ", ".join(f"{label} {probability:.0%}" for label, probability in item.top[:3])
+    top = ", ".join(f"{md_text(label)} {probability:.0%}" for label, probability in item.top[:3])
     if item.label is None:
         why = f"Unlabeled; the model is unsure (score {item.score:.2f}). Top guesses: {top}."
         return f"### Which class is this?\n{why}"
     p_label = next((p for label, p in item.top if label == item.label), None)
     given = f"{p_label:.0%}" if p_label is not None else "under 5%"
     return (
-        f"### Labeled **{item.label}** · the model says **{item.predicted_label}**\n"
+        f"### Labeled **{md_text(item.label)}** · the model says **{md_text(item.predicted_label)}**\n"
         f"Top 3: {top}. A model that never saw this image gives its label {given} "
-        f"(score {item.score:.2f}, higher = more likely wrong). File: `{item.original_name}` · {item.split}."
+        f"(score {item.score:.2f}, higher = more likely wrong). File: {md_text(item.original_name)} · {item.split}."
     )
 
 
@@ -80,7 +81,9 @@ def make_handlers(context: Context):
         item = lease_next(database, scorer_name(), user.id, filters, skip=tuple(session["skipped"]))
         labels = list_label_names(database)
         buttons = [
-            gr.Button(value=f"{i + 1}: {labels[i]}", visible=True) if i < len(labels) else gr.Button(visible=False)
+            gr.Button(value=f"{i + 1}: {short_text(labels[i])}", visible=True)
+            if i < len(labels)
+            else gr.Button(visible=False)
             for i in range(HOTKEY_LABELS)
         ]
         choices = [ANY, *labels]
