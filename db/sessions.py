@@ -86,10 +86,6 @@ def session_keys(database: Database) -> list[str]:
         return list(session.scalars(select(WebSession.token_hash)))
 
 
-def end_sessions_of(database: Database, user_name: str) -> int:
-    """Delete every session of a user (logout everywhere, disable); returns how many."""
-    with database.write() as session:
-        user_id = session.scalar(select(User.id).where(User.name == user_name))
-        if user_id is None:
-            return 0
-        return session.execute(delete(WebSession).where(WebSession.user_id == user_id)).rowcount or 0
+def delete_user_sessions(session, user_id: int) -> None:
+    """Delete every session of a user inside the caller's write (a password reset, a disabled account)."""
+    session.execute(delete(WebSession).where(WebSession.user_id == user_id))

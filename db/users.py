@@ -8,10 +8,11 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from db.engine import Database
-from db.schema import User, WebSession
+from db.schema import User
+from db.sessions import delete_user_sessions
 from errors import LoupeError
 
 ROLES = ("expert", "admin")
@@ -150,7 +151,7 @@ def set_password(database: Database, name: str, password: str) -> None:
         if user is None:
             raise UserError(f"there is no user called {name!r}")
         user.password_hash = hash_password(password)
-        _end_sessions(session, user.id)  # the old password's sessions end with it
+        delete_user_sessions(session, user.id)  # the old password's sessions end with it
 
 
 def set_disabled(database: Database, name: str, disabled: bool) -> None:
@@ -167,8 +168,4 @@ def set_disabled(database: Database, name: str, disabled: bool) -> None:
                 raise UserError("this is the last enabled admin; enable or add another admin first")
         user.disabled = disabled
         if disabled:
-            _end_sessions(session, user.id)
-
-
-def _end_sessions(session, user_id: int) -> None:
-    session.execute(delete(WebSession).where(WebSession.user_id == user_id))
+            delete_user_sessions(session, user.id)
