@@ -6,9 +6,10 @@ PORT ?= 7860
 
 .PHONY: run test install install-test browser lint format
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
@@ -24,8 +25,8 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: install
-	$(PY) server.py demo --if-empty
-	$(PY) server.py serve --port $(PORT)
+	$(VENV)/bin/loupe demo --if-empty
+	$(VENV)/bin/loupe serve --port $(PORT)
 
 test: install-test browser
 	$(PY) -m pytest

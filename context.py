@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db import Database
-from labeling.store import ImageStore
+from db.store import ImageStore
 from settings import Settings
 
 

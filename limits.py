@@ -11,19 +11,18 @@ import time
 from collections import deque
 from contextvars import ContextVar
 
-from errors import LoupeError
+from errors import TooManyRequests
 
 # The address of the client whose request is being handled, set by api/guard.py's middleware for code
 # that frameworks call without the request (Gradio's login check).
 client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
 
 
-class RateLimited(LoupeError):
-    """Too many attempts or requests; retry_after_s says when to try again."""
+class RateLimited(TooManyRequests):
+    """Too many attempts or requests; retry_after_s says when to try again (whole seconds, at least 1)."""
 
     def __init__(self, message: str, retry_after_s: float):
-        super().__init__(message)
-        self.retry_after_s = max(1, int(retry_after_s + 0.999))
+        super().__init__(message, max(1, int(retry_after_s + 0.999)))
 
 
 class LoginThrottle:

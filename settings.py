@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from errors import LoupeError
 
-def _int_env(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def _float_env(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+class SettingError(LoupeError):
+    """An environment variable holds a value Loupe cannot read as its setting."""
+
+    status = 500  # the operator's configuration, not the request, is wrong
 
 
 @dataclass(frozen=True)
@@ -54,39 +60,20 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Build settings from LOUPE_* variables and DATABASE_URL."""
-        return cls(
-            data_dir=Path(os.environ.get("LOUPE_DATA_DIR", "data")),
-            database_url=os.environ.get("DATABASE_URL") or None,
-            valid_pct=_float_env("LOUPE_VALID_PCT", 0.2),
-            split_seed=_int_env("LOUPE_SPLIT_SEED", 42),
-            max_image_bytes=_int_env("LOUPE_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
-            max_image_pixels=_int_env("LOUPE_MAX_IMAGE_PIXELS", 40_000_000),
-            url_timeout_s=_float_env("LOUPE_URL_TIMEOUT_S", 10.0),
-            url_retries=_int_env("LOUPE_URL_RETRIES", 2),
-            url_workers=_int_env("LOUPE_URL_WORKERS", 8),
-            allow_private_urls=os.environ.get("LOUPE_ALLOW_PRIVATE_URLS", "").lower() in ("1", "true", "yes"),
-            predict_threads=_int_env("LOUPE_PREDICT_THREADS", 2),
-            login_failures_per_user=_int_env("LOUPE_LOGIN_FAILURES_PER_USER", 5),
-            login_failures_per_address=_int_env("LOUPE_LOGIN_FAILURES_PER_ADDRESS", 20),
-            login_window_s=_float_env("LOUPE_LOGIN_WINDOW_S", 300.0),
-            predict_rate_per_s=_float_env("LOUPE_PREDICT_RATE_PER_S", 10.0),
-            predict_burst=_int_env("LOUPE_PREDICT_BURST", 30),
-            predict_concurrency=_int_env("LOUPE_PREDICT_CONCURRENCY", 4),
-            upload_rate_per_s=_float_env("LOUPE_UPLOAD_RATE_PER_S", 2.0),
-            upload_burst=_int_env("LOUPE_UPLOAD_BURST", 10),
-            max_request_bytes=_int_env("LOUPE_MAX_REQUEST_BYTES", 1024 * 1024),
-            web_cache_max_age_s=_float_env("LOUPE_WEB_CACHE_MAX_AGE_S", 900.0),
-            web_cache_max_bytes=_int_env("LOUPE_WEB_CACHE_MAX_BYTES", 500 * 1024 * 1024),
-            web_cache_max_files=_int_env("LOUPE_WEB_CACHE_MAX_FILES", 5000),
-            session_idle_s=_float_env("LOUPE_SESSION_IDLE_S", 1800.0),
-            session_max_s=_float_env("LOUPE_SESSION_MAX_S", 12 * 3600.0),
-            allowed_roots=tuple(Path(p) for p in os.environ.get("LOUPE_ALLOWED_ROOTS", "").split(os.pathsep) if p),
-            training_worker=os.environ.get("LOUPE_TRAINING_WORKER", "local"),
-            scheduler=os.environ.get("LOUPE_SCHEDULER", "1").lower() not in ("0", "false", "no", "off"),
-            scheduler_tick_s=_float_env("LOUPE_SCHEDULER_TICK_S", 5.0),
-            retrain_check_s=_float_env("LOUPE_RETRAIN_CHECK_S", 30.0),
-        )
+        """Build settings from LOUPE_* variables and DATABASE_URL; unset ones keep the defaults above."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for setting in dataclasses.fields(cls):
+            name = env_name(setting.name)
+            raw = os.environ.get(name)
+            if raw is None:
+                continue
+            parse = _SPECIAL_PARSERS.get(setting.name) or _parser_for(hints[setting.name])
+            try:
+                values[setting.name] = parse(raw)
+            except ValueError as error:
+                raise SettingError(f"{name} is set to {raw!r}, which Loupe cannot use: {error}.") from None
+        return cls(**values)
 
     @property
     def resolved_database_url(self) -> str:
@@ -94,3 +81,68 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'loupe.db').resolve()}"
+
+
+# Settings read from a variable other than LOUPE_<FIELD NAME>.
+_SPECIAL_NAMES = {"database_url": "DATABASE_URL"}
+
+# Settings read more leniently than their type's parser, as they always have been.
+_SPECIAL_PARSERS: dict[str, Callable[[str], object]] = {
+    "database_url": lambda raw: raw or None,  # empty: the SQLite file in the data directory
+    "scheduler": lambda raw: raw.lower() not in _FALSE_WORDS,  # on unless turned off
+    "allow_private_urls": lambda raw: raw.lower() in ("1", "true", "yes"),  # off unless turned on
+}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets the Settings field `field_name`."""
+    return _SPECIAL_NAMES.get(field_name, "LOUPE_" + field_name.upper())
+
+
+def _parse_bool(raw: str) -> bool:
+    """True for 1/true/yes/on, False for 0/false/no/off (any case); anything else is refused."""
+    word = raw.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(f"expected one of {', '.join(_TRUE_WORDS + _FALSE_WORDS)}")
+
+
+def _parse_int(raw: str) -> int:
+    """A whole number."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _parse_float(raw: str) -> float:
+    """A number."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _parse_paths(raw: str) -> tuple[Path, ...]:
+    """Paths separated by os.pathsep; empty parts are skipped."""
+    return tuple(Path(part) for part in raw.split(os.pathsep) if part)
+
+
+_TYPE_PARSERS: dict[object, Callable[[str], object]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    str: str,
+    Path: Path,
+    tuple[Path, ...]: _parse_paths,
+}
+
+
+def _parser_for(annotation: object) -> Callable[[str], object]:
+    """The parser for a field's type; a type without one is a programming error, found at once."""
+    try:
+        return _TYPE_PARSERS[annotation]
+    except KeyError:
+        raise TypeError(f"no environment parser for settings of type {annotation!r}") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.refusals import refusal_response
 from limits import client_address
 
 
@@ -26,8 +27,8 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"too_large: the request body is over the limit here of {limit:,} bytes")
 
 
-def _json(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers or {})
+def _json(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 class RequestGuard:
@@ -44,8 +45,7 @@ class RequestGuard:
         try:
             refusal = self.doors.refusal(scope)
             if refusal is not None:
-                status, detail, headers = refusal
-                return await _json(status, detail, headers)(scope, receive, send)
+                return await refusal_response(refusal)(scope, receive, send)
             limit = self.doors.body_limit(scope)
             declared = dict(scope["headers"]).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > limit:

@@ -1,6 +1,7 @@
 """The review API for scripts: the queue and decisions, for experts and admins (HTTP Basic).
 
-The Review tab uses the same functions, so the UI and scripts follow the same rules.
+Every rule is labeling/review.py's, which the Gradio tabs and the CLI call too; refusals are answered
+by api/refusals.py. This module only authenticates, validates the shape of input, and serialises.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -17,14 +18,11 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from context import Context
-from db import decisions as decision_db
-from db.embeddings import score_of
-from db.queue import QueueFilters, lease_next, queue_page, release_leases
+from db.queue import QueueFilters
 from db.users import UserRow, authenticate
-from labeling.imagecheck import ImageRejected
-from labeling.ingest import clean_label
-from labeling.scoring import scorer_name
-from limits import LoginThrottle, RateLimited
+from errors import NotAuthenticated
+from labeling import review
+from limits import LoginThrottle
 
 basic = HTTPBasic(realm="Loupe review")
 
@@ -49,11 +47,15 @@ def _label_filter(description: str):
     return Query(None, max_length=MAX_LABEL_CHARS, pattern=LABEL_TEXT, description=description)
 
 
+# The actions the service knows, and undo: a new action appears here (and in the OpenAPI schema) by itself.
+ActionName = Literal[(*review.ACTIONS, review.UNDO)]
+
+
 class DecisionIn(BaseModel):
     """One expert action on one image."""
 
     image_id: RowId | None = Field(default=None, description="the image decided; required for every action but undo")
-    action: Literal["keep", "relabel", "delete", "restore", "undo"]
+    action: ActionName  # type: ignore[valid-type]
     new_label: str | None = Field(default=None, max_length=100)
     expected_last_decision_id: RowId | None = Field(
         default=None, description="the image's last_decision_id as the queue showed it; a mismatch is refused (409)"
@@ -62,7 +64,7 @@ class DecisionIn(BaseModel):
     @model_validator(mode="after")
     def _image_unless_undo(self) -> DecisionIn:
         # A missing image_id used to become 0; only undo (of my own last decision) names no image.
-        if self.action != "undo" and self.image_id is None:
+        if self.action != review.UNDO and self.image_id is None:
             raise PydanticCustomError("missing", "image_id is required for {action}", {"action": self.action})
         return self
 
@@ -97,26 +99,29 @@ def _encodable(value):
     return value
 
 
+class WrongLogin(NotAuthenticated):
+    """HTTP Basic credentials that match no enabled account."""
+
+    def headers(self) -> dict[str, str]:
+        """Ask the client for credentials again."""
+        return {"WWW-Authenticate": "Basic"}
+
+
 def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
     """/api/queue and /api/decisions, bound to this Loupe instance."""
     router = APIRouter(prefix="/api", tags=["review"], route_class=_EncodableErrors)
     database = context.database
 
-    def expert(request: Request, credentials: HTTPBasicCredentials = Depends(basic)) -> UserRow:
+    def logged_in(request: Request, credentials: HTTPBasicCredentials = Depends(basic)) -> UserRow:
         address = request.client.host if request.client else None
-        try:
-            logins.check(credentials.username, address)
-        except RateLimited as limited:
-            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
+        logins.check(credentials.username, address)
         # No account name holds NUL, and PostgreSQL refuses it in a query (a 500): a wrong login, unlooked-up.
         name_ok = "\x00" not in credentials.username
         user = authenticate(database, credentials.username, credentials.password) if name_ok else None
         if user is None:
             logins.failed(credentials.username, address)
-            raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Basic"})
+            raise WrongLogin("wrong user name or password")
         logins.succeeded(user.name, address)
-        if user.role not in ("expert", "admin"):
-            raise HTTPException(403, "this needs the expert or admin role")
         return user
 
     def filters(
@@ -133,46 +138,31 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
         limit: int = Query(50, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=MAX_QUEUE_OFFSET, description=f"items to skip, at most {MAX_QUEUE_OFFSET:,}"),
         chosen: QueueFilters = Depends(filters),
-        _user: UserRow = Depends(expert),
+        user: UserRow = Depends(logged_in),
     ) -> dict:
-        page = await run_in_threadpool(queue_page, database, scorer_name(), chosen, limit, offset)
+        page = await run_in_threadpool(review.queue_page, context, user, chosen, limit, offset)
         return {"total": page.total, "unreviewed": page.unreviewed, "items": [asdict(i) for i in page.items]}
 
     @router.post("/queue/next", summary="Lease the next unreviewed item to me for a few minutes")
-    async def next_item(chosen: QueueFilters = Depends(filters), user: UserRow = Depends(expert)) -> dict:
-        item = await run_in_threadpool(lease_next, database, scorer_name(), user.id, chosen)
+    async def next_item(chosen: QueueFilters = Depends(filters), user: UserRow = Depends(logged_in)) -> dict:
+        item = await run_in_threadpool(review.next_item, context, user, chosen)
         return {"item": asdict(item) if item else None}
 
     @router.post("/decisions", summary="Keep, relabel, delete, restore an image, or undo my last decision")
-    async def post_decision(decision: DecisionIn, user: UserRow = Depends(expert)) -> dict:
-        if decision.action == "restore" and user.role != "admin":
-            # Experts undo their own deletions; bringing back anyone's deleted image is the Admin tab's job.
-            raise HTTPException(403, "restoring a deleted image needs the admin role (undo takes back your own delete)")
-
-        def record() -> decision_db.DecisionRow:
-            if decision.action == "undo":
-                return decision_db.undo_last(database, user.id)
-            row = decision_db.decide(
-                database,
-                decision.image_id,
-                user.id,
-                decision.action,
-                expected_last_id=decision.expected_last_decision_id,
-                new_label=clean_label(decision.new_label) if decision.new_label else None,
-                model_version=scorer_name(),
-                score=score_of(database, scorer_name(), decision.image_id),
+    async def post_decision(decision: DecisionIn, user: UserRow = Depends(logged_in)) -> dict:
+        if decision.action == review.UNDO:
+            row = await run_in_threadpool(review.undo, context, user)
+        else:
+            row = await run_in_threadpool(
+                lambda: review.decide(
+                    context,
+                    user,
+                    decision.image_id,
+                    decision.action,
+                    expected_last_id=decision.expected_last_decision_id,
+                    new_label=decision.new_label,
+                )
             )
-            release_leases(database, user.id)
-            return row
-
-        try:
-            row = await run_in_threadpool(record)
-        except decision_db.StaleDecision as stale:
-            raise HTTPException(409, str(stale)) from None
-        except decision_db.DecisionError as refused:
-            raise HTTPException(400, str(refused)) from None
-        except ImageRejected as bad_label:
-            raise HTTPException(400, bad_label.detail) from None
         return {"decision": asdict(row)}
 
     return router

@@ -1,22 +1,20 @@
-"""REST routes. Each one calls named functions in db/, labeling/ or models/."""
+"""Public REST routes. Each calls named functions below the edge; refusals are answered by api/refusals.py."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from context import Context
 from db.stats import dataset_stats
-from labeling.imagecheck import ImageRejected, RejectReason
-from labeling.safe_fetch import fetch_image_url
-from limits import RateLimited, RequestRate
+from labeling.imports.safe_fetch import fetch_image_url
+from limits import RequestRate
+from models.imagecheck import ImageRejected, RejectReason
 from models.predictor import NoModelYet, Prediction
 from models.serving import Serving
-
-STATUS_FOR_REASON = {RejectReason.TOO_LARGE: 413, RejectReason.TOO_MANY_PIXELS: 413}
 
 
 class PredictionOut(BaseModel):
@@ -30,19 +28,10 @@ def _answer(prediction: Prediction) -> PredictionOut:
     return PredictionOut(model_version=prediction.model_version, predictions=prediction.predictions)
 
 
-def _refusal(error: Exception) -> HTTPException:
-    """The HTTP error a user sees for a core exception: a status and a plain sentence."""
-    if isinstance(error, NoModelYet):
-        return HTTPException(409, "No model has been trained and promoted yet; try again later.")
-    if isinstance(error, ImageRejected):
-        return HTTPException(STATUS_FOR_REASON.get(error.reason, 400), f"{error.reason.value}: {error.detail}")
-    raise error
-
-
 async def _read_capped(upload: UploadFile, max_bytes: int) -> bytes:
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise HTTPException(413, f"too_large: the upload is over the limit of {max_bytes:,} bytes")
+        raise ImageRejected(RejectReason.TOO_LARGE, f"the upload is over the limit of {max_bytes:,} bytes")
     return data
 
 
@@ -52,10 +41,7 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
     settings = context.settings
 
     def limit_rate(request: Request) -> None:
-        try:
-            predict_rate.take(request.client.host if request.client else None)
-        except RateLimited as limited:
-            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
+        predict_rate.take(request.client.host if request.client else None)
 
     @router.get("/health", summary="Service status and dataset counts")
     async def health() -> dict:
@@ -76,10 +62,7 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
     )
     async def predict(file: UploadFile = File(...)) -> PredictionOut:
         data = await _read_capped(file, settings.max_image_bytes)
-        try:
-            return _answer(await run_in_threadpool(serving.predict_bytes, data))
-        except (ImageRejected, NoModelYet) as error:
-            raise _refusal(error) from None
+        return _answer(await run_in_threadpool(serving.predict_bytes, data))
 
     @router.get(
         "/classify-url",
@@ -96,7 +79,7 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
     async def classify_url(url: str = Query(..., max_length=2048)) -> PredictionOut:
         def fetch_and_predict() -> Prediction:
             if serving.predictor.version is None:
-                raise NoModelYet("no model yet")
+                raise NoModelYet()
             data = fetch_image_url(
                 url,
                 timeout_s=settings.url_timeout_s,
@@ -105,9 +88,6 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
             )
             return serving.predict_bytes(data)
 
-        try:
-            return _answer(await run_in_threadpool(fetch_and_predict))
-        except (ImageRejected, NoModelYet) as error:
-            raise _refusal(error) from None
+        return _answer(await run_in_threadpool(fetch_and_predict))
 
     return router

@@ -48,7 +48,7 @@ from context import Context
 from db import model_versions as version_db
 from db import users as user_db
 from db.stats import dataset_stats, table_counts
-from labeling.ingest import import_paths
+from labeling.imports.ingest import import_paths
 from settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

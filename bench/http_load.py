@@ -80,9 +80,9 @@ def wait_for_version(base: str, version: str) -> None:
 
 def prepare_scheduled(context):
     """Demo digits, a head-only v0, an expert, a policy that retrains after one decision; returns that decision."""
-    from db import decisions as decision_db
     from db import users as user_db
-    from labeling.demo import import_demo
+    from labeling import review
+    from labeling.imports.demo import import_demo
     from training.scheduler import LoopPolicy, save_policy
 
     import_demo(context)
@@ -93,7 +93,7 @@ def prepare_scheduled(context):
         LoopPolicy(quick_loop=False, retrain_after_decisions=1, freeze_epochs=1, epochs=0, size=64, tolerance=1.0),
     )
     expert = user_db.add_user(context.database, "bench-expert", "expert", "bench-password")
-    return lambda: decision_db.decide_on_current(context.database, 1, expert.id, "keep")
+    return lambda: review.decide_on_current(context, expert, 1, "keep")
 
 
 def promotion_timeline(context, wall_to_monotonic: float) -> list[tuple[float, str]]:

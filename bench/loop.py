@@ -32,9 +32,9 @@ from db import images as image_db
 from db import model_versions as version_db
 from db import runs as run_db
 from db import users as user_db
-from db.queue import QueueFilters, lease_next, queue_page
-from labeling.demo import import_demo, read_flipped
-from labeling.scoring import scorer_name
+from db.queue import QueueFilters
+from labeling import review
+from labeling.imports.demo import import_demo, read_flipped
 from training.launcher import launch
 from training.scheduler import LoopPolicy, LoopScheduler, last_rescore, save_policy
 
@@ -59,10 +59,15 @@ def still_wrong(context: Context, flipped: dict) -> set[int]:
     }
 
 
+def expert_of(context: Context):
+    """The bench's expert account."""
+    return user_db.get_user(context.database, "bench-expert")
+
+
 def recall_at_10pct(context: Context, flipped: dict) -> float:
     """Share of the still-wrong labels among the top 10% of the unreviewed queue."""
     wrong = still_wrong(context, flipped)
-    page = queue_page(context.database, scorer_name(), QueueFilters(reviewed=False), limit=100_000)
+    page = review.queue_page(context, expert_of(context), QueueFilters(reviewed=False), limit=100_000)
     top = {item.image_id for item in page.items[: len(page.items) // 10]}
     return len(top & wrong) / len(wrong) if wrong else 1.0
 
@@ -113,13 +118,13 @@ def main() -> None:
             print(f"the expert reviews the top {args.decisions} …")
             fixed = 0
             for _ in range(args.decisions):
-                item = lease_next(context.database, scorer_name(), expert.id, QueueFilters())
+                item = review.next_item(context, expert, QueueFilters())
                 row = image_db.get_image(context.database, item.image_id)
                 truth = flipped.get(row.content_hash)
                 action = "relabel" if truth and row.label == truth[1] else "keep"
-                decision_db.decide(
-                    context.database, item.image_id, expert.id, action, expected_last_id=item.last_decision_id,
-                    new_label=truth[0] if action == "relabel" else None, model_version=f"v{v1.id}",
+                review.decide(
+                    context, expert, item.image_id, action, expected_last_id=item.last_decision_id,
+                    new_label=truth[0] if action == "relabel" else None,
                 )  # fmt: skip
                 fixed += action == "relabel"
             last_decision = decision_db.newest_decision(context.database).id

@@ -21,8 +21,8 @@ import numpy as np
 from common import open_instance, print_table
 
 from db import images as image_db
-from labeling.demo import import_demo, read_flipped
-from labeling.scoring import (
+from labeling.imports.demo import import_demo, read_flipped
+from labeling.ranking.scoring import (
     DEFAULT_RANKING,
     FEATURE_SIZES,
     RANKINGS,

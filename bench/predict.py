@@ -40,7 +40,7 @@ def main() -> None:
     import torchvision
     from PIL import Image
 
-    from labeling.imagecheck import decode_checked
+    from models.imagecheck import decode_checked
     from models.predictor import LoadedModel
     from models.preprocess import prepare
 

@@ -21,18 +21,19 @@ from common import add_database_arguments, bench_databases, percentile_ms, print
 from tqdm import tqdm
 
 from context import Context
-from db import decisions as decision_db
-from db import embeddings as embedding_db
 from db import images as image_db
+from db import scores as score_db
 from db import users as user_db
-from db.queue import QueueFilters, lease_next
+from db.queue import QueueFilters
+from labeling import review
+from labeling.ranking.scoring import scorer_name
 from settings import Settings
 
 CLASSES = [str(digit) for digit in range(10)]
 SEED_CHUNK = 10_000
 
 
-def seed(context: Context, images: int, scorer: str = "bench") -> None:
+def seed(context: Context, images: int, scorer: str = scorer_name()) -> None:
     """images rows with labels and one scoring pass (stored under scorer) over them."""
     rng = np.random.default_rng(0)
     for start in tqdm(range(0, images, SEED_CHUNK), desc="seeding images", unit="chunk"):
@@ -57,7 +58,7 @@ def seed(context: Context, images: int, scorer: str = "bench") -> None:
             ],
         )
     scores = [
-        embedding_db.NewScore(
+        score_db.NewScore(
             image_id=image_id,
             score=float(value),
             given_label=CLASSES[(image_id - 1) % len(CLASSES)],
@@ -67,7 +68,7 @@ def seed(context: Context, images: int, scorer: str = "bench") -> None:
         )
         for image_id, value in zip(range(1, images + 1), rng.random(images), strict=True)
     ]
-    embedding_db.replace_scores(context.database, scorer, scores)
+    score_db.replace_scores(context.database, scorer, scores)
 
 
 def measure(context: Context, samples: int) -> dict:
@@ -76,9 +77,9 @@ def measure(context: Context, samples: int) -> dict:
     next_item, decision = [], []
     for _ in tqdm(range(samples), desc="next item + decision", unit="item"):
         started = time.perf_counter()
-        item = lease_next(context.database, "bench", expert.id, QueueFilters())
+        item = review.next_item(context, expert, QueueFilters())
         leased = time.perf_counter()
-        decision_db.decide(context.database, item.image_id, expert.id, "keep", expected_last_id=item.last_decision_id)
+        review.decide(context, expert, item.image_id, "keep", expected_last_id=item.last_decision_id)
         decided = time.perf_counter()
         next_item.append(leased - started)
         decision.append(decided - leased)

@@ -3,7 +3,7 @@
 Embeddings are computed once per image and cached, so after new decisions only the heads retrain.
 This embeds the demo digits (1,797 real images, both feature sizes), then builds an instance of
 --images image rows whose cached embeddings are the digits' with a little noise, scores it once,
-lets an expert relabel 50 images, and times `labeling.scoring.rescore` (the same call the scheduler's
+lets an expert relabel 50 images, and times `labeling.ranking.scoring.rescore` (the same call the scheduler's
 quick loop makes: load embeddings, 5-fold heads, store the pass) until the queue's first page reads back.
 Last line: one JSON object.
 
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from common import open_instance, print_table
 
-from db import decisions as decision_db
 from db import embeddings as embedding_db
 from db import images as image_db
 from db import users as user_db
-from db.queue import QueueFilters, queue_page
-from labeling.demo import import_demo
-from labeling.scoring import ensure_embeddings, feature_embedders, load_features, rescore
+from db.queue import QueueFilters
+from labeling import review
+from labeling.imports.demo import import_demo
+from labeling.ranking.scoring import ensure_embeddings, feature_embedders, load_features, rescore
 
 
 def digit_embeddings(temp: Path):
@@ -72,16 +72,16 @@ def main() -> None:
                 )
         first = rescore(context)
         expert = user_db.add_user(context.database, "bench-expert", "expert", "bench-password")
-        page = queue_page(context.database, first.scorer, QueueFilters(), limit=args.decisions)
+        page = review.queue_page(context, expert, QueueFilters(), limit=args.decisions)
         for item in page.items:
-            decision_db.decide(
-                context.database, item.image_id, expert.id, "relabel",
+            review.decide(
+                context, expert, item.image_id, "relabel",
                 expected_last_id=item.last_decision_id, new_label=item.predicted_label,
             )  # fmt: skip
 
         started = time.monotonic()
         result = rescore(context)
-        top = queue_page(context.database, result.scorer, QueueFilters(), limit=20)
+        top = review.queue_page(context, expert, QueueFilters(), limit=20)
         seconds = time.monotonic() - started
         context.database.dispose()
 

@@ -40,7 +40,7 @@ from queue_scale import seed
 from context import Context
 from db import decisions as decision_db
 from db import users as user_db
-from labeling.scoring import scorer_name
+from labeling.ranking.scoring import scorer_name
 from settings import Settings
 
 

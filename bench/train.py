@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import open_instance, print_table
 
-from labeling.demo import import_demo
+from labeling.imports.demo import import_demo
 from training.launcher import queue_run, spawn_worker, wait_for_worker
 
 

@@ -1,12 +1,13 @@
-"""Expert decisions: an append-only log, and the image's current label and status that follow from it.
+"""Expert decisions: the append-only log, and the image's current label and status written with each.
 
-Every function here is one short transaction, committed before it returns: nothing an expert
-decided waits in memory. A decision made on a stale view (someone else decided the image since the
-expert saw it, or it is gone) is refused with StaleDecision and changes nothing.
+Policy lives in labeling/review.py: which actions exist, what each does to an image, who may take it,
+when a view is stale. This module only locks the image, hands what it found to the service's plan,
+and writes the outcome the plan returns, in one short transaction committed before it returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,18 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import Database
 from db.labels import get_or_create_label
-from db.schema import Decision, Image, Label, User
-from errors import LoupeError
-
-ACTIONS = ("keep", "relabel", "delete", "restore", "purge")
-
-
-class StaleDecision(LoupeError):
-    """The decision no longer fits the image; the message says what changed."""
-
-
-class DecisionError(LoupeError, ValueError):
-    """A decision that makes no sense as asked (unknown action, no label for a relabel…)."""
+from db.schema import Decision, Image, Label, ModelVersion, Score, User
 
 
 @dataclass(frozen=True)
@@ -39,7 +29,8 @@ class DecisionRow:
     action: str
     old_label: str | None
     new_label: str | None
-    model_version: str | None
+    model_version: str | None  # the promoted version serving when the decision was made
+    scorer: str | None  # the scoring pass that ranked the image
     score: float | None
     undoes_id: int | None
     created_at: datetime
@@ -55,16 +46,41 @@ def last_decision_id(database: Database, image_id: int) -> int | None:
         return _last_decision_id(session, image_id)
 
 
-@dataclass
-class _Locked:
-    """An image row locked for a decision, with what the decision needs to know, read in one query."""
+@dataclass(frozen=True)
+class LockedImage:
+    """An image row locked for a decision, with everything a plan needs, read in one query."""
 
+    image_id: int
     status: str
-    label_id: int | None
-    label_name: str | None
+    label: str | None
     last_decision_id: int | None
-    user_name: str | None
+    promoted_version: str | None  # the version serving now
+    score: float | None  # the image's score in the scoring pass asked about
+    decider: str | None  # the name of the user deciding now
+    session: Session
 
+    def last_decided_by(self) -> str | None:
+        """Who made the image's newest decision (for a stale refusal's message)."""
+        return self.session.scalar(
+            select(User.name).join(Decision, Decision.user_id == User.id).where(Decision.id == self.last_decision_id)
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision does: the image's status and label after it, and what the log records with it."""
+
+    action: str
+    status: str
+    label: str | None
+    model_version: str | None = None
+    scorer: str | None = None
+    score: float | None = None
+    undoes_id: int | None = None
+
+
+# A plan sees the locked image (None when it does not exist) and returns the outcome, or raises a refusal.
+Plan = Callable[[LockedImage | None], Outcome]
 
 # A decision is the hottest write path (bench/queue_scale.py): one read and two Core writes, no ORM
 # unit of work, and statements built once (building them took a fifth of a decision's time). The row
@@ -72,10 +88,12 @@ class _Locked:
 # already serialises writers).
 _LOCK_IMAGE = (
     select(
+        Image.id,
         Image.status,
-        Image.label_id,
         Label.name,
         select(func.max(Decision.id)).where(Decision.image_id == Image.id).scalar_subquery(),
+        select(ModelVersion.version).where(ModelVersion.status == "promoted").limit(1).scalar_subquery(),
+        select(Score.score).where(Score.image_id == Image.id, Score.scorer == bindparam("scorer")).scalar_subquery(),
         select(User.name).where(User.id == bindparam("user_id")).scalar_subquery(),
     )
     .outerjoin(Label, Image.label_id == Label.id)
@@ -85,109 +103,70 @@ _LOCK_IMAGE = (
 _APPEND_DECISION = insert(Decision).returning(Decision.id, Decision.created_at)
 
 
-def _lock(session: Session, image_id: int, user_id: int | None) -> _Locked | None:
-    row = session.execute(_LOCK_IMAGE, {"image_id": image_id, "user_id": user_id}).first()
-    return _Locked(*row) if row else None
+def _lock(session: Session, image_id: int, user_id: int | None, scorer: str | None) -> LockedImage | None:
+    row = session.execute(_LOCK_IMAGE, {"image_id": image_id, "user_id": user_id, "scorer": scorer}).first()
+    return LockedImage(*row, session=session) if row else None
 
 
-def _check_fresh(session: Session, locked: _Locked | None, image_id: int, expected_last_id: int | None) -> _Locked:
-    if locked is None:
-        raise StaleDecision(f"image {image_id} no longer exists")
-    if locked.last_decision_id != expected_last_id:
-        who = session.scalar(
-            select(User.name).join(Decision, Decision.user_id == User.id).where(Decision.id == locked.last_decision_id)
-        )
-        raise StaleDecision(f"image {image_id} was decided by {who or 'someone else'} meanwhile; reload it")
-    return locked
-
-
-def _record(session: Session, image_id: int, image_changes: dict, user_name: str | None, **decision) -> DecisionRow:
-    """Apply the changes to the image and append the decision; returns the decision as written."""
-    if image_changes:
-        session.execute(update(Image).where(Image.id == image_id).values(**image_changes))
-    values = {"image_id": image_id, "undoes_id": None, **decision}
+def _write(session: Session, image: LockedImage, user_id: int | None, outcome: Outcome) -> DecisionRow:
+    """Apply the outcome to the image and append the decision; returns the decision as written."""
+    changes = {}
+    if outcome.status != image.status:
+        changes["status"] = outcome.status
+    if outcome.label != image.label:
+        changes["label_id"] = get_or_create_label(session, outcome.label).id if outcome.label is not None else None
+    if changes:
+        session.execute(update(Image).where(Image.id == image.image_id).values(**changes))
+    values = {
+        "image_id": image.image_id,
+        "user_id": user_id,
+        "action": outcome.action,
+        "old_label": image.label,
+        "new_label": outcome.label,
+        "model_version": outcome.model_version,
+        "scorer": outcome.scorer,
+        "score": outcome.score,
+        "undoes_id": outcome.undoes_id,
+    }
     decision_id, created_at = session.execute(_APPEND_DECISION, values).one()
     return DecisionRow(
-        id=decision_id,
-        image_id=image_id,
-        user_name=user_name,
-        action=values["action"],
-        old_label=values["old_label"],
-        new_label=values["new_label"],
-        model_version=values["model_version"],
-        score=values["score"],
-        undoes_id=values["undoes_id"],
-        created_at=created_at,
-    )
+        decision_id, image.image_id, image.decider, outcome.action, image.label, outcome.label,
+        outcome.model_version, outcome.scorer, outcome.score, outcome.undoes_id, created_at,
+    )  # fmt: skip
 
 
-def decide(
-    database: Database,
-    image_id: int,
-    user_id: int | None,
-    action: str,
-    *,
-    expected_last_id: int | None,
-    new_label: str | None = None,
-    model_version: str | None = None,
-    score: float | None = None,
+def record_decision(
+    database: Database, image_id: int, user_id: int | None, plan: Plan, *, scorer: str | None = None
 ) -> DecisionRow:
-    """Record keep / relabel / delete / restore / purge and apply it to the image, in one transaction."""
-    if action not in ACTIONS:
-        raise DecisionError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
-    if action == "relabel" and not new_label:
-        raise DecisionError("a relabel needs the new label")
+    """Lock the image, let plan decide the outcome (or refuse), write it; one transaction."""
     with database.write() as session:
-        image = _check_fresh(session, _lock(session, image_id, user_id), image_id, expected_last_id)
-        if action in ("keep", "relabel", "delete") and image.status != "active":
-            raise StaleDecision(f"image {image_id} is {image.status} now; restore it before deciding on it")
-        if action in ("restore", "purge") and image.status != "deleted":
-            raise DecisionError(f"image {image_id} is {image.status}; only deleted images can be {action}d")
-        changes = {
-            "keep": {},
-            "relabel": {"label_id": get_or_create_label(session, new_label).id} if action == "relabel" else {},
-            "delete": {"status": "deleted"},
-            "restore": {"status": "active"},
-            "purge": {"status": "purged"},  # the row stays for the log; the files go (labeling.purge)
-        }[action]
-        return _record(
-            session, image_id, changes, image.user_name,
-            user_id=user_id, action=action, old_label=image.label_name,
-            new_label=new_label if action == "relabel" else image.label_name,
-            model_version=model_version, score=score,
-        )  # fmt: skip
+        image = _lock(session, image_id, user_id, scorer)
+        outcome = plan(image)
+        return _write(session, image, user_id, outcome)
 
 
-def decide_on_current(database: Database, image_id: int, user_id: int | None, action: str, **details) -> DecisionRow:
-    """decide() on the image as it is now: for admin actions and duplicate calls that show no single view."""
-    return decide(database, image_id, user_id, action, expected_last_id=last_decision_id(database, image_id), **details)
+def record_undo(
+    database: Database,
+    user_id: int,
+    undoable: Sequence[str],
+    plan: Callable[[DecisionRow | None, LockedImage | None], Outcome],
+) -> DecisionRow:
+    """Append the decision that reverses user_id's newest undoable decision not yet undone.
 
-
-def undo_last(database: Database, user_id: int) -> DecisionRow:
-    """Append the decision that reverses this user's newest decision not yet undone."""
+    plan sees that decision (None when there is none) and its image locked, and returns the reverse.
+    """
     with database.write() as session:
         undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
         target = session.scalar(
             select(Decision)
-            .where(Decision.user_id == user_id, Decision.action.not_in(("undo", "purge")), Decision.id.not_in(undone))
+            .where(Decision.user_id == user_id, Decision.action.in_(undoable), Decision.id.not_in(undone))
             .order_by(Decision.id.desc())
             .limit(1)
         )
-        if target is None:
-            raise DecisionError("there is nothing of yours to undo")
-        image = _check_fresh(session, _lock(session, target.image_id, user_id), target.image_id, target.id)
-        changes = {}
-        if target.action == "relabel":
-            changes["label_id"] = get_or_create_label(session, target.old_label).id if target.old_label else None
-        elif target.action == "delete":
-            changes["status"] = "active"
-        elif target.action == "restore":
-            changes["status"] = "deleted"
-        return _record(
-            session, target.image_id, changes, image.user_name,
-            user_id=user_id, action="undo", old_label=image.label_name, new_label=target.old_label,
-            model_version=target.model_version, score=target.score, undoes_id=target.id,
-        )  # fmt: skip
+        target_row = _row(target, None) if target is not None else None
+        image = _lock(session, target.image_id, user_id, target.scorer) if target is not None else None
+        outcome = plan(target_row, image)
+        return _write(session, image, user_id, outcome)
 
 
 def _row(decision: Decision, user_name: str | None) -> DecisionRow:
@@ -199,6 +178,7 @@ def _row(decision: Decision, user_name: str | None) -> DecisionRow:
         decision.old_label,
         decision.new_label,
         decision.model_version,
+        decision.scorer,
         decision.score,
         decision.undoes_id,
         decision.created_at,

@@ -1,7 +1,12 @@
-"""The review queue: scored active images, most likely wrong first, unreviewed first, with leases."""
+"""The review queue's SQL: scored active images, most likely wrong first, unreviewed first, with leases.
+
+Which actions take an image out of the queue, and how long a lease lasts, are labeling/review.py's
+rules; it passes them in.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,8 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
 from db.schema import Decision, Image, Label, Lease, Score, utcnow
-
-DEFAULT_LEASE_S = 300
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,14 @@ class QueuePage:
     unreviewed: int = 0
 
 
-def _reviewed_clause():
-    """An image counts as reviewed when it has a decision that was not undone."""
+def _reviewed_clause(reviewing: Sequence[str]):
+    """An image counts as reviewed when it has a decision of a reviewing action that was not undone."""
     undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
-    return exists().where(Decision.image_id == Image.id, Decision.action != "undo", Decision.id.not_in(undone))
+    return exists().where(Decision.image_id == Image.id, Decision.action.in_(reviewing), Decision.id.not_in(undone))
 
 
-def _base_query(scorer: str, filters: QueueFilters):
-    reviewed = _reviewed_clause()
+def _base_query(scorer: str, filters: QueueFilters, reviewing: Sequence[str]):
+    reviewed = _reviewed_clause(reviewing)
     last_decision = select(func.max(Decision.id)).where(Decision.image_id == Image.id).scalar_subquery()
     query = (
         select(Image, Label.name, Score, reviewed.label("reviewed"), last_decision.label("last_decision_id"))
@@ -94,9 +97,17 @@ def _item(image, label, score, reviewed, last_decision_id) -> QueueItem:
     )
 
 
-def queue_page(database: Database, scorer: str, filters: QueueFilters, limit: int = 50, offset: int = 0) -> QueuePage:
+def queue_page(
+    database: Database,
+    scorer: str,
+    filters: QueueFilters,
+    limit: int = 50,
+    offset: int = 0,
+    *,
+    reviewing: Sequence[str],
+) -> QueuePage:
     """Items in review order (unreviewed first, then highest score), with the filter's counts."""
-    query, reviewed = _base_query(scorer, filters)
+    query, reviewed = _base_query(scorer, filters, reviewing)
     ordered = query.order_by(reviewed.asc(), Score.score.desc(), Image.id).limit(limit).offset(offset)
     counted = query.with_only_columns(func.count(), reviewed.label("r")).group_by(reviewed)
     with database.read() as session:
@@ -110,14 +121,16 @@ def lease_next(
     scorer: str,
     user_id: int,
     filters: QueueFilters,
-    lease_s: int = DEFAULT_LEASE_S,
+    *,
+    reviewing: Sequence[str],
+    lease_s: int,
     skip: tuple[int, ...] = (),
 ) -> QueueItem | None:
     """The first unreviewed item nobody else holds (and not in skip), leased to user_id; None when none is left."""
     filters = QueueFilters(**{**filters.__dict__, "reviewed": False})
     for _ in range(20):  # a concurrent expert may take the same item first: then try the next
         now = utcnow()
-        query, reviewed = _base_query(scorer, filters)
+        query, reviewed = _base_query(scorer, filters, reviewing)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
         query = query.where(~held_by_others, Image.id.not_in(skip)).order_by(Score.score.desc(), Image.id).limit(1)
         # PostgreSQL: experts asking at once each lock a different row instead of all picking the top

@@ -124,11 +124,12 @@ class Decision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(String(20))  # keep | relabel | delete | restore | undo
+    action: Mapped[str] = mapped_column(String(20))  # one of labeling/review.py's ACTIONS, or "undo"
     old_label: Mapped[str | None] = mapped_column(String(200))
     new_label: Mapped[str | None] = mapped_column(String(200))
-    model_version: Mapped[str | None] = mapped_column(String(50))
-    score: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(50))  # the promoted version serving then
+    scorer: Mapped[str | None] = mapped_column(String(200))  # the scoring pass that ranked the image
+    score: Mapped[float | None] = mapped_column(Float)  # its label-error score in that pass
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

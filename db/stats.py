@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -60,14 +61,16 @@ class ReviewCounts:
     decisions: int
 
 
-def review_counts(database: Database) -> ReviewCounts:
-    """Counts over the decision log, undone decisions left out."""
+def review_counts(database: Database, *, reviewing: Sequence[str], relabeling: Sequence[str]) -> ReviewCounts:
+    """Images with a standing decision of a reviewing action, those of a relabeling one, and all decisions."""
     undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
-    standing = select(Decision).where(Decision.action != "undo", Decision.id.not_in(undone)).subquery()
+    standing = select(Decision).where(Decision.action.in_(reviewing), Decision.id.not_in(undone)).subquery()
     with database.read() as session:
         reviewed = session.scalar(select(func.count(func.distinct(standing.c.image_id)))) or 0
         relabeled = (
-            session.scalar(select(func.count(func.distinct(standing.c.image_id))).where(standing.c.action == "relabel"))
+            session.scalar(
+                select(func.count(func.distinct(standing.c.image_id))).where(standing.c.action.in_(relabeling))
+            )
             or 0
         )
         decisions = session.scalar(select(func.count()).select_from(Decision)) or 0

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from errors import LoupeError
-
-DEFAULT_ARCH = "efficientnet_lite0"
-IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-HALF_STATS = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # EfficientNet-Lite: (x - 0.5) / 0.5
-
-
-class BackboneError(LoupeError, ValueError):
-    """A backbone that cannot be built as asked, with a sentence saying what to do."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What a backbone needs: its feature width and its input normalization."""
-
-    name: str
-    n_features: int
-    mean: list[float]
-    std: list[float]
-
-
-SPECS = {
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", 1280, *HALF_STATS),
-    "resnet18": BackboneSpec("resnet18", 512, *IMAGENET_STATS),
-    "resnet34": BackboneSpec("resnet34", 512, *IMAGENET_STATS),
-    "resnet50": BackboneSpec("resnet50", 2048, *IMAGENET_STATS),
-}
+from models.specs import DEFAULT_ARCH, HALF_STATS, IMAGENET_STATS, SPECS, BackboneError, BackboneSpec, spec_for  # noqa: F401 (re-exported)
 
 
 class Lite0Body(nn.Module):
@@ -63,13 +36,6 @@ def _load_state(path: Path) -> dict:
     except Exception as error:
         raise BackboneError(f"the weights file {path} cannot be read: {error}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
-def spec_for(arch: str) -> BackboneSpec:
-    """The spec of a known architecture, or BackboneError listing the known ones."""
-    if arch not in SPECS:
-        raise BackboneError(f"unknown architecture {arch!r}; choose one of {', '.join(SPECS)}")
-    return SPECS[arch]
 
 
 def resolve_weights(arch: str, weights: Path | None = None) -> Path:

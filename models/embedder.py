@@ -1,4 +1,8 @@
-"""Backbone embeddings for every image: Lite0's pooled 1280-d features, computed with ONNX Runtime."""
+"""Backbone embeddings for every image: a registered backbone's pooled features, computed with ONNX Runtime.
+
+The backbone comes from models/specs.py like a training run's (Lite0 by default, the one whose weights
+ship offline); its embeddings are cached under "<short name>-<size>" (e.g. "lite0-224").
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.backbones import HALF_STATS
 from models.preprocess import prepare
+from models.specs import DEFAULT_ARCH, spec_for
 
 EMBED_SIZE = 224
-EMBED_DIM = 1280
 
 
-def embedder_key(size: int = EMBED_SIZE) -> str:
-    """The name embeddings of this kind are stored under."""
-    return f"lite0-{size}"
+def embedder_key(size: int = EMBED_SIZE, arch: str = DEFAULT_ARCH) -> str:
+    """The name embeddings of this backbone and size are stored under."""
+    return f"{spec_for(arch).short}-{size}"
 
 
-def export_embedder(path: Path, size: int = EMBED_SIZE) -> None:
-    """Write the ImageNet Lite0 body with global average pooling as ONNX (atomically)."""
+def export_embedder(path: Path, size: int = EMBED_SIZE, arch: str = DEFAULT_ARCH, weights: Path | None = None) -> None:
+    """Write the backbone's ImageNet body with global average pooling as ONNX (atomically)."""
     import torch
     from torch import nn
 
@@ -31,7 +34,7 @@ def export_embedder(path: Path, size: int = EMBED_SIZE) -> None:
     class Pooled(nn.Module):
         def __init__(self):
             super().__init__()
-            self.body = build_body()
+            self.body = build_body(arch, weights)
 
         def forward(self, x):
             return self.body(x).mean(dim=(2, 3))
@@ -58,14 +61,17 @@ def export_embedder(path: Path, size: int = EMBED_SIZE) -> None:
 class Embedder:
     """Turns PIL images into L2-normalised embeddings, in batches."""
 
-    def __init__(self, data_dir: Path, size: int = EMBED_SIZE, threads: int = 2):
+    def __init__(
+        self, data_dir: Path, size: int = EMBED_SIZE, threads: int = 2, arch: str = DEFAULT_ARCH, weights=None
+    ):
         import onnxruntime
 
         self.size = size
-        self.key = embedder_key(size)
+        self.spec = spec_for(arch)
+        self.key = embedder_key(size, arch)
         path = Path(data_dir) / "embedder" / f"{self.key}.onnx"
         if not path.exists():
-            export_embedder(path, size)
+            export_embedder(path, size, arch, weights)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -73,6 +79,6 @@ class Embedder:
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """(N, 1280) float32 embeddings, each of unit length."""
-        batch = np.stack([prepare(image, self.size, *HALF_STATS) for image in images])
+        batch = np.stack([prepare(image, self.size, self.spec.mean, self.spec.std) for image in images])
         vectors = self._session.run(None, {"x": batch})[0].astype(np.float32)
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

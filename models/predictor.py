@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from errors import Conflict
 from models.preprocess import prepare
 from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, read_meta
 
 
-class NoModelYet(RuntimeError):
+class NoModelYet(Conflict):
     """No version has been promoted, so there is nothing to predict with."""
+
+    def __init__(self, message: str = "No model has been trained yet, so nothing can be predicted; try again later."):
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ class Predictor:
         """Predict with whichever model is serving at the moment of the call."""
         model = self._current
         if model is None:
-            raise NoModelYet("no model has been trained and promoted yet")
+            raise NoModelYet()
         job = _Job(model, prepare(image, model.size, model.mean, model.std))
         self._jobs.put(job)
         job.done.wait()

@@ -7,7 +7,7 @@ import threading
 
 from context import Context
 from db.model_versions import promoted_version
-from labeling.imagecheck import decode_checked
+from models.imagecheck import decode_checked
 from models.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)

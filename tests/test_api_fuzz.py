@@ -15,8 +15,8 @@ from schemathesis.generation import GenerationMode
 from test_db import new_image
 
 from db import images as image_db
-from db.embeddings import NewScore, replace_scores
-from labeling.scoring import scorer_name
+from db.scores import NewScore, replace_scores
+from labeling.ranking.scoring import scorer_name
 
 # Per operation and mode: six operations, two modes, about 240 requests in ~10 s per database.
 # LOUPE_FUZZ_EXAMPLES=300 digs deeper (about 40 s per database).

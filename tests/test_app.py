@@ -62,7 +62,8 @@ def test_expert_cannot_call_admin_handlers(live_server, tmp_path):
 
 def test_admin_restores_and_purges_deleted_images(live_server, tmp_path):
     from db import decisions as decision_db
-    from labeling.ingest import import_paths
+    from labeling import review
+    from labeling.imports.ingest import import_paths
 
     context = live_server.context
     for i, data in enumerate(distinct_images(2)):
@@ -72,7 +73,7 @@ def test_admin_restores_and_purges_deleted_images(live_server, tmp_path):
     first, second = list(image_db.iter_active_labeled(context.database))
     bob = __import__("db.users", fromlist=["get_user"]).get_user(context.database, EXPERT[0])
     for image in (first, second):
-        decision_db.decide(context.database, image.id, bob.id, "delete", expected_last_id=None)
+        review.decide(context, bob, image.id, "delete", expected_last_id=None)
 
     expert = Client(f"{live_server.url}/review/", auth=EXPERT, verbose=False)
     with pytest.raises(Exception, match="admin role"):  # noqa: B017 (gradio_client wraps it)

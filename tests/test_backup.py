@@ -11,9 +11,10 @@ from conftest import distinct_images, open_context
 from db import decisions as decision_db
 from db import images as image_db
 from db import users as user_db
-from db.backup import BackupError
-from labeling.backup import backup, restore
-from labeling.ingest import import_paths
+from db.sqlite_copy import BackupError
+from labeling import review
+from labeling.imports.ingest import import_paths
+from labeling.instance.backup import backup, restore
 
 
 def make_instance(tmp_path):
@@ -34,10 +35,10 @@ def test_backup_during_writes_then_restore_brings_that_state_back(tmp_path):
         for image_id in ids[10:]:
             if stop.is_set():
                 return
-            decision_db.decide_on_current(context.database, image_id, ann.id, "keep")
+            review.decide_on_current(context, ann, image_id, "keep")
 
     for image_id in ids[:10]:
-        decision_db.decide_on_current(context.database, image_id, ann.id, "relabel", new_label="dog")
+        review.decide_on_current(context, ann, image_id, "relabel", new_label="dog")
     writer = threading.Thread(target=keep_deciding)
     writer.start()
     summary = backup(context, tmp_path / "backup")
@@ -49,7 +50,7 @@ def test_backup_during_writes_then_restore_brings_that_state_back(tmp_path):
         backed_up = copy.execute("SELECT count(*) FROM decisions").fetchone()[0]
     assert 10 <= backed_up <= 30
 
-    decision_db.decide_on_current(context.database, ids[0], ann.id, "delete")  # after the backup
+    review.decide_on_current(context, ann, ids[0], "delete")  # after the backup
     restored = restore(context, tmp_path / "backup")
     context = open_context(tmp_path / "data", f"sqlite:///{tmp_path / 'data' / 'loupe.db'}")
     assert len(decision_db.list_decisions(context.database)) == backed_up
@@ -77,7 +78,7 @@ def test_backup_refuses_a_non_empty_folder_and_restore_a_non_backup(tmp_path):
 def test_postgres_backup_gives_pg_dump_advice(context):
     if context.database.is_sqlite:
         pytest.skip("PostgreSQL only")
-    from db.backup import sqlite_path
+    from db.sqlite_copy import sqlite_path
 
     with pytest.raises(BackupError, match="pg_dump"):
         sqlite_path(context.database)

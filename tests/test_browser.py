@@ -134,9 +134,9 @@ def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path)
 
 def seed_review_queue(context, tmp_path) -> dict:
     """Three imported images (a.png cat, b.png dog, c.png cat) with scores a > b > c; rows by name."""
-    from db.embeddings import NewScore, replace_scores
-    from labeling.ingest import import_paths
-    from labeling.scoring import scorer_name
+    from db.scores import NewScore, replace_scores
+    from labeling.imports.ingest import import_paths
+    from labeling.ranking.scoring import scorer_name
 
     images = distinct_images(3)
     for name, label, data in (("a.png", "cat", images[0]), ("b.png", "dog", images[1]), ("c.png", "cat", images[2])):
@@ -204,8 +204,8 @@ def test_admin_retrains_from_the_button_and_watches_the_run_end(trained_dir, tmp
 
 
 def test_expert_resolves_a_duplicate_pair_side_by_side(live_server, page, tmp_path):
-    from db.duplicates import add_pairs, count_pending
-    from labeling.ingest import import_paths
+    from db.duplicate_pairs import add_pairs, count_pending
+    from labeling.imports.ingest import import_paths
 
     (tmp_path / "pets" / "cat").mkdir(parents=True)
     for index, data in enumerate(distinct_images(2)):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import distinct_images
 
-from server import build_parser
+from cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_every_command_is_documented_in_the_readme():
     names = command_names()
     assert set(names) >= {"serve", "demo", "import", "import-urls", "user", "export", "stats"}
     for name in names:
-        assert f"`server.py {name}" in readme, f"README does not document `server.py {name}`"
+        assert f"`loupe {name}" in readme, f"README does not document `loupe {name}`"
     assert "make run" in readme and "make test" in readme
 
 

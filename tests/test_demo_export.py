@@ -10,9 +10,9 @@ from test_decisions import delete_as_expert
 
 from db import images as image_db
 from db.stats import dataset_stats
-from labeling.demo import import_demo, read_flipped
-from labeling.export import ExportError, export_dataset
-from labeling.ingest import import_paths
+from labeling.imports.demo import import_demo, read_flipped
+from labeling.imports.ingest import import_paths
+from labeling.instance.export import ExportError, export_dataset
 
 
 def test_demo_imports_the_digits_with_ten_percent_flipped(context):
@@ -53,13 +53,13 @@ def test_export_folders_holds_active_labeled_images_by_split(context, tmp_path, 
 
 
 def test_export_writes_the_decision_log(context, tmp_path, small_dataset):
-    from db import decisions as decision_db
     from db.users import add_user
+    from labeling import review
 
     expert = add_user(context.database, "eve", "expert", "eve-password")
     image = next(image_db.iter_active_labeled(context.database))
-    decision_db.decide(context.database, image.id, expert.id, "relabel", expected_last_id=None, new_label="dog")
-    decision_db.undo_last(context.database, expert.id)
+    review.decide(context, expert, image.id, "relabel", expected_last_id=None, new_label="dog")
+    review.undo(context, expert)
     summary = export_dataset(context, tmp_path / "out", "folders")
     with open(tmp_path / "out" / "decisions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -101,7 +101,8 @@ def test_admin_tab_export_hands_over_one_zip_and_refuses_experts(context, small_
     add_user(context.database, "alice", "admin", "alice-password")
     add_user(context.database, "bob", "expert", "bob-password")
     *_, export = make_handlers(context)
-    archive, message = export("csv", gr.Request(username="alice"), progress=lambda *a, **k: None)
+    exported = export("csv", gr.Request(username="alice"), progress=lambda *a, **k: None)
+    archive, message = exported["export_file"], exported["export_result"]
     with zipfile.ZipFile(archive) as opened:
         names = set(opened.namelist())
         rows = list(csv.DictReader(opened.read("cleaned.csv").decode().splitlines()))

@@ -11,11 +11,12 @@ from training_fixtures import open_data_dir
 
 from db import decisions as decision_db
 from db import images as image_db
-from db.duplicates import pending_pairs
+from db.duplicate_pairs import pending_pairs
 from db.users import add_user
-from labeling.duplicates import find_duplicates, resolve_pair, similar_pairs
-from labeling.ingest import import_paths
-from labeling.scoring import ensure_embeddings
+from labeling import review
+from labeling.imports.ingest import import_paths
+from labeling.ranking.duplicates import find_duplicates, similar_pairs
+from labeling.ranking.scoring import ensure_embeddings
 from models.embedder import Embedder
 
 
@@ -70,15 +71,15 @@ def test_keep_one_deletes_the_other_through_a_decision(near_copies):
     pair = next(
         p for p in pending_pairs(near_copies.database) if {p.first_name, p.second_name} == {"original.png", "copy.jpg"}
     )
-    resolve_pair(near_copies, pair.id, "keep_first", expert.id)
+    review.resolve_pair(near_copies, expert, pair.id, "keep_first")
     assert image_db.get_image(near_copies.database, pair.second_id).status == "deleted"
     assert image_db.get_image(near_copies.database, pair.first_id).status == "active"
     assert [d.action for d in decision_db.list_decisions(near_copies.database)] == ["delete"]
     assert all(p.id != pair.id for p in pending_pairs(near_copies.database))
-    with pytest.raises(decision_db.StaleDecision, match="already decided"):
-        resolve_pair(near_copies, pair.id, "keep_both", expert.id)
-    with pytest.raises(decision_db.DecisionError, match="unknown choice"):
-        resolve_pair(near_copies, pair.id, "flip a coin", expert.id)
+    with pytest.raises(review.StaleDecision, match="already decided"):
+        review.resolve_pair(near_copies, expert, pair.id, "keep_both")
+    with pytest.raises(review.DecisionError, match="unknown choice"):
+        review.resolve_pair(near_copies, expert, pair.id, "flip a coin")
 
 
 def test_similar_pairs_works_in_chunks():

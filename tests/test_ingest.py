@@ -15,9 +15,9 @@ from db import images as image_db
 from db.imports import list_rejections
 from db.labels import list_label_names
 from db.stats import dataset_stats
-from labeling.imagecheck import RejectReason
-from labeling.ingest import import_paths
-from labeling.split import assign_split
+from labeling.imports.ingest import import_paths
+from labeling.imports.split import assign_split
+from models.imagecheck import RejectReason
 
 
 def write(path, data: bytes):

@@ -1,4 +1,4 @@
-"""The label rule (labeling/labels.py): what it accepts, every door that creates a label, labels shown
+"""The label rule (labeling/imports/labels.py): what it accepts, every door that creates a label, labels shown
 literally in the UI's Markdown, and export's refusal of bad labels stored before the rule."""
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ from sqlalchemy import update
 
 from db import decisions as decision_db
 from db import images as image_db
-from db.embeddings import NewScore, replace_scores
 from db.imports import list_rejections
 from db.labels import list_label_names
-from db.queue import QueueFilters, queue_page
+from db.queue import QueueFilters
 from db.schema import Label
-from db.users import add_user
-from labeling.export import ExportError, export_archive, export_dataset
-from labeling.imagecheck import ImageRejected, RejectReason
-from labeling.ingest import import_paths
-from labeling.labels import MAX_LABEL_BYTES, BadLabel, clean_label
-from labeling.scoring import scorer_name
-from labeling.store import EXPORTS_FOLDER
-from labeling.urls import import_url_lists
+from db.scores import NewScore, replace_scores
+from db.store import EXPORTS_FOLDER
+from db.users import add_user, get_user
+from labeling import review
+from labeling.imports.ingest import import_paths
+from labeling.imports.labels import MAX_LABEL_BYTES, BadLabel, clean_label
+from labeling.imports.urls import import_url_lists
+from labeling.instance.export import ExportError, export_archive, export_dataset
+from labeling.ranking.scoring import scorer_name
+from models.imagecheck import ImageRejected, RejectReason
 from ui.markdown import md_text
 
 HTML_LABEL = "<img src=x onerror=alert(1)>"
@@ -131,7 +132,7 @@ def test_a_refusal_echoes_the_label_without_markup_and_short():
 
 
 def test_ingest_still_offers_the_rule_to_its_callers():
-    from labeling import ingest
+    from labeling.imports import ingest
 
     assert ingest.clean_label is clean_label
 
@@ -225,7 +226,8 @@ def scored(context, tmp_path):
 
 
 def queue_items(context) -> dict:
-    return {item.image_id: item for item in queue_page(context.database, scorer_name(), QueueFilters()).items}
+    expert = get_user(context.database, "bob")
+    return {item.image_id: item for item in review.queue_page(context, expert, QueueFilters()).items}
 
 
 def assert_literal(markdown: str, *texts: str) -> None:
@@ -279,10 +281,11 @@ def test_the_grid_will_not_relabel_to_a_prediction_the_rule_refuses(context, sco
 def test_review_buttons_cut_long_labels(context, scored):
     from ui.review_tab import make_handlers
 
-    decision_db.decide(context.database, scored["cat"].id, None, "relabel", expected_last_id=None, new_label="🐱" * 63)
+    expert = get_user(context.database, "bob")
+    review.decide(context, expert, scored["cat"].id, "relabel", expected_last_id=None, new_label="🐱" * 63)
     show_next, *_ = make_handlers(context)
     shown = show_next({"reviewed": 0, "errors": 0, "skipped": []}, None, None, None, False, gr.Request(username="bob"))
-    buttons = [b.value for b in shown[-9:] if b.visible]
+    buttons = [b.value for b in shown["hotkeys"] if b.visible]
     assert len(buttons) == 3 and all(len(text) <= 45 for text in buttons)
 
 

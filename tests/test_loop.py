@@ -21,10 +21,11 @@ from db import images as image_db
 from db import model_versions as version_db
 from db import runs as run_db
 from db import users as user_db
-from db.embeddings import top_scores
-from db.queue import QueueFilters, queue_page
-from labeling.ingest import import_paths
-from labeling.scoring import scorer_name
+from db.queue import QueueFilters
+from db.scores import top_scores
+from labeling import review
+from labeling.imports.ingest import import_paths
+from labeling.ranking.scoring import scorer_name
 from training.gate import judge
 from training.launcher import queue_run, spawn_worker, wait_for_worker
 from training.scheduler import (
@@ -51,13 +52,13 @@ def test_quick_loop_reranks_once_decisions_go_quiet(shapes_context):
     loop.start()
     try:
         first = wait_until(lambda: last_rescore(context).get("rescored_at"), 120, what="the first rescore")
-        page = queue_page(context.database, scorer_name(), QueueFilters(), limit=50)
+        expert = user_db.get_user(context.database, EXPERT[0])
+        page = review.queue_page(context, expert, QueueFilters(), limit=50)
         assert page.total == 24
         item = page.items[0]
-        expert = user_db.get_user(context.database, EXPERT[0])
         flipped = "bar" if item.label == "disc" else "disc"
-        decision_db.decide(
-            context.database, item.image_id, expert.id, "relabel",
+        review.decide(
+            context, expert, item.image_id, "relabel",
             expected_last_id=item.last_decision_id, new_label=flipped,
         )  # fmt: skip
         time.sleep(0.8)  # inside the debounce: the expert may still be deciding, so no rescore yet
@@ -108,7 +109,7 @@ def test_cron_policy_is_a_stored_job_that_retrains_only_when_something_changed(t
     run_db.finish_run(context.database, first, "succeeded")
     assert run_scheduled_retrain(context, policy) is None  # nothing decided since that run
     image = next(image_db.iter_active_labeled(context.database))
-    decision_db.decide(context.database, image.id, expert.id, "keep", expected_last_id=None)
+    review.decide(context, expert, image.id, "keep", expected_last_id=None)
     second = run_scheduled_retrain(context, policy)
     assert second is not None and second != first
     context.database.dispose()

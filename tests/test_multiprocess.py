@@ -18,7 +18,7 @@ from training_fixtures import ROOT, write_shapes
 from db import images as image_db
 from db import runs as run_db
 from db import users as user_db
-from labeling.ingest import import_paths
+from labeling.imports.ingest import import_paths
 from training.scheduler import LoopPolicy, last_rescore, save_policy
 
 

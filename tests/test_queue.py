@@ -9,11 +9,13 @@ from test_db import new_image
 from db import decisions as decision_db
 from db import images as image_db
 from db import users as user_db
-from db.embeddings import NewScore, replace_scores
-from db.queue import QueueFilters, lease_next, queue_page, release_leases
+from db.queue import QueueFilters
 from db.schema import Lease
+from db.scores import NewScore, replace_scores
+from labeling import review
+from labeling.ranking.scoring import scorer_name
 
-SCORER = "test-scorer"
+SCORER = scorer_name()  # the scoring pass the queue reads
 
 
 @pytest.fixture
@@ -35,47 +37,51 @@ def queue(context):
         ids.append(row.id)
         scores.append(NewScore(row.id, score, label, predicted, None, [[predicted, score]]))
     replace_scores(database, SCORER, scores)
-    return database, ann, ben, ids
+    return context, ann, ben, ids
 
 
 def test_order_is_most_likely_wrong_first_and_unreviewed_first(queue):
-    database, ann, _, ids = queue
-    page = queue_page(database, SCORER, QueueFilters())
+    context, ann, _, ids = queue
+    page = review.queue_page(context, ann, QueueFilters())
     assert [item.image_id for item in page.items] == [ids[0], ids[2], ids[1], ids[3]]
     assert (page.total, page.unreviewed) == (4, 4)
-    decision_db.decide(database, ids[0], ann.id, "keep", expected_last_id=None)
-    page = queue_page(database, SCORER, QueueFilters())
+    review.decide(context, ann, ids[0], "keep", expected_last_id=None)
+    page = review.queue_page(context, ann, QueueFilters())
     assert [item.image_id for item in page.items] == [ids[2], ids[1], ids[3], ids[0]]
     assert page.items[-1].reviewed and page.items[-1].last_decision_id is not None
     assert (page.total, page.unreviewed) == (4, 3)
 
 
 def test_filters_and_paging(queue):
-    database, ann, _, ids = queue
-    assert [i.image_id for i in queue_page(database, SCORER, QueueFilters(label="dog")).items] == [ids[2], ids[3]]
-    assert [i.image_id for i in queue_page(database, SCORER, QueueFilters(predicted="cat")).items] == [ids[2], ids[1]]
-    assert [i.image_id for i in queue_page(database, SCORER, QueueFilters(split="valid")).items] == [ids[1]]
-    assert [i.image_id for i in queue_page(database, SCORER, QueueFilters(unlabeled=True)).items] == [ids[4]]
-    assert [i.image_id for i in queue_page(database, SCORER, QueueFilters(), limit=2, offset=2).items] == [
+    context, ann, _, ids = queue
+
+    def page(filters: QueueFilters, **paging):
+        return review.queue_page(context, ann, filters, **paging)
+
+    assert [i.image_id for i in page(QueueFilters(label="dog")).items] == [ids[2], ids[3]]
+    assert [i.image_id for i in page(QueueFilters(predicted="cat")).items] == [ids[2], ids[1]]
+    assert [i.image_id for i in page(QueueFilters(split="valid")).items] == [ids[1]]
+    assert [i.image_id for i in page(QueueFilters(unlabeled=True)).items] == [ids[4]]
+    assert [i.image_id for i in page(QueueFilters(), limit=2, offset=2).items] == [
         ids[1],
         ids[3],
     ]
-    decision_db.decide(database, ids[3], ann.id, "delete", expected_last_id=None)
-    assert queue_page(database, SCORER, QueueFilters()).total == 3  # deleted images leave the queue
-    undone = decision_db.undo_last(database, ann.id)
+    review.decide(context, ann, ids[3], "delete", expected_last_id=None)
+    assert page(QueueFilters()).total == 3  # deleted images leave the queue
+    undone = review.undo(context, ann)
     assert undone.action == "undo"
-    assert queue_page(database, SCORER, QueueFilters(reviewed=False)).total == 4  # undone = not reviewed
+    assert page(QueueFilters(reviewed=False)).total == 4  # undone = not reviewed
 
 
 def test_two_experts_never_hold_the_same_item(queue):
-    database, ann, ben, ids = queue
-    first = lease_next(database, SCORER, ann.id, QueueFilters())
-    second = lease_next(database, SCORER, ben.id, QueueFilters())
+    context, ann, ben, ids = queue
+    first = review.next_item(context, ann, QueueFilters())
+    second = review.next_item(context, ben, QueueFilters())
     assert (first.image_id, second.image_id) == (ids[0], ids[2])
-    again = lease_next(database, SCORER, ann.id, QueueFilters())  # asking again moves ann's lease on
+    again = review.next_item(context, ann, QueueFilters())  # asking again moves ann's lease on
     assert again.image_id == ids[0]
-    release_leases(database, ann.id)
-    assert lease_next(database, SCORER, ben.id, QueueFilters()).image_id == ids[0]
+    review.skip(context, ann)
+    assert review.next_item(context, ben, QueueFilters()).image_id == ids[0]
 
 
 def test_an_expired_lease_returns_the_item(queue):
@@ -83,26 +89,26 @@ def test_an_expired_lease_returns_the_item(queue):
 
     from db.schema import utcnow
 
-    database, ann, ben, ids = queue
-    lease_next(database, SCORER, ann.id, QueueFilters())
-    with database.write() as session:
+    context, ann, ben, ids = queue
+    review.next_item(context, ann, QueueFilters())
+    with context.database.write() as session:
         session.execute(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
-    assert lease_next(database, SCORER, ben.id, QueueFilters()).image_id == ids[0]
+    assert review.next_item(context, ben, QueueFilters()).image_id == ids[0]
 
 
 def test_concurrent_leases_hand_out_distinct_items(queue):
     import threading
 
-    database, ann, ben, _ = queue
-    more = [user_db.add_user(database, f"expert{i}", "expert", "password-123") for i in range(2)]
+    context, ann, ben, _ = queue
+    more = [user_db.add_user(context.database, f"expert{i}", "expert", "password-123") for i in range(2)]
     taken: list[int] = []
 
-    def take(user_id):
-        item = lease_next(database, SCORER, user_id, QueueFilters())
+    def take(user):
+        item = review.next_item(context, user, QueueFilters())
         if item:
             taken.append(item.image_id)
 
-    threads = [threading.Thread(target=take, args=(u.id,)) for u in (ann, ben, *more)]
+    threads = [threading.Thread(target=take, args=(u,)) for u in (ann, ben, *more)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -123,18 +129,16 @@ def test_experts_pulling_and_deciding_at_once_never_share_an_image(context):
     confirmed: list[int] = []
     problems: list[str] = []
 
-    def review(expert):
-        while (item := lease_next(database, SCORER, expert.id, QueueFilters())) is not None:
+    def work(expert):
+        while (item := review.next_item(context, expert, QueueFilters())) is not None:
             try:
-                row = decision_db.decide(
-                    database, item.image_id, expert.id, "keep", expected_last_id=item.last_decision_id
-                )
+                row = review.decide(context, expert, item.image_id, "keep", expected_last_id=item.last_decision_id)
                 confirmed.append(row.id)
-            except decision_db.StaleDecision as stale:
+            except review.StaleDecision as stale:
                 problems.append(str(stale))
-            release_leases(database, expert.id)
+            review.skip(context, expert)
 
-    threads = [threading.Thread(target=review, args=(expert,)) for expert in experts]
+    threads = [threading.Thread(target=work, args=(expert,)) for expert in experts]
     for thread in threads:
         thread.start()
     for thread in threads:

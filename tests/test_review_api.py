@@ -8,8 +8,8 @@ from conftest import ADMIN, EXPERT
 from test_db import new_image
 
 from db import images as image_db
-from db.embeddings import NewScore, replace_scores
-from labeling.scoring import scorer_name
+from db.scores import NewScore, replace_scores
+from labeling.ranking.scoring import scorer_name
 
 ROWS = [("cat", "dog", 0.9), ("dog", "dog", 0.1), ("cat", "cat", 0.4)]  # label, predicted, score
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from conftest import LoopbackSite, image_bytes, serve_site
 
-from labeling.imagecheck import ImageRejected, RejectReason
-from labeling.safe_fetch import UnsafeUrl, check_url, embedded_ipv4, fetch_image_url
+from labeling.imports.safe_fetch import UnsafeUrl, check_url, embedded_ipv4, fetch_image_url
+from models.imagecheck import ImageRejected, RejectReason
 
 HOP_DELAY_S = 0.9  # under the 1.5 s timeout alone; four hops take 3.6 s, over twice the timeout
 

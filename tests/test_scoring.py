@@ -10,8 +10,8 @@ from training_fixtures import open_data_dir, shape_image, write_shapes
 from db import embeddings as embedding_db
 from db.images import iter_active_labeled
 from db.schema import Embedding, Score
-from labeling.ingest import import_paths
-from labeling.scoring import (
+from labeling.imports.ingest import import_paths
+from labeling.ranking.scoring import (
     ensure_embeddings,
     feature_embedders,
     label_error_scores,

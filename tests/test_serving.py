@@ -15,7 +15,7 @@ from PIL import Image
 from training_fixtures import clone_version, copy_data_dir, open_data_dir, shape_image
 
 from db import model_versions as version_db
-from labeling.imagecheck import ImageRejected
+from models.imagecheck import ImageRejected
 from models.predictor import NoModelYet, Predictor
 
 
@@ -88,7 +88,7 @@ def test_classify_url_fetches_follows_redirects_and_refuses_bad_urls(trained_ser
 
 
 def test_classify_url_refuses_private_addresses_by_default(trained_dir, tmp_path, image_site):
-    from labeling.safe_fetch import fetch_image_url
+    from labeling.imports.safe_fetch import fetch_image_url
 
     context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))  # a model, and the default settings
     with LiveServer(context) as server:
@@ -117,7 +117,7 @@ class DrippingImage(LoopbackSite):
 
 
 def test_classify_url_gives_up_on_a_dripping_server_at_the_time_cap():
-    from labeling.safe_fetch import fetch_image_url
+    from labeling.imports.safe_fetch import fetch_image_url
 
     with serve_site(DrippingImage) as url:
         with pytest.raises(ImageRejected, match="took longer than 1 s"):  # the drip alone takes 30 s

@@ -9,8 +9,8 @@ from conftest import LoopbackSite, distinct_images, serve_site
 
 from db import images as image_db
 from db.imports import list_rejections
-from labeling.imagecheck import RejectReason
-from labeling.urls import import_url_lists, read_url_list
+from labeling.imports.urls import import_url_lists, read_url_list
+from models.imagecheck import RejectReason
 
 IMAGES = distinct_images(4)
 
@@ -105,8 +105,8 @@ def test_classify_url_connects_to_the_address_it_checked(site, monkeypatch):
     connect to the address it checked (unreachable here), never resolve again and reach loopback."""
     import socket
 
-    from labeling.imagecheck import ImageRejected
-    from labeling.safe_fetch import fetch_image_url
+    from labeling.imports.safe_fetch import fetch_image_url
+    from models.imagecheck import ImageRejected
 
     real_getaddrinfo = socket.getaddrinfo
     answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 80))]])

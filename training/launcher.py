@@ -8,47 +8,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from context import Context
 from db import runs as run_db
-from errors import LoupeError
 from models.backbones import DEFAULT_ARCH, resolve_weights
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LR = 2e-3
-
-
-class BadTrainingRequest(LoupeError, ValueError):
-    """Training parameters that cannot work, with a sentence saying which."""
-
-
-def default_params(**overrides) -> dict:
-    """Training parameters with CPU-sensible defaults, overridden by whatever is not None."""
-    params = {
-        "size": 128,
-        "epochs": 2,
-        "freeze_epochs": 1,
-        "batch_size": 32,
-        "lr": DEFAULT_LR,
-        "find_lr": False,
-        "lr_find_iterations": 30,
-        "weights": None,
-        "promote": True,
-    }
-    params.update({k: v for k, v in overrides.items() if v is not None})
-    if params["find_lr"] and overrides.get("lr") is None:
-        params["lr"] = None  # the finder's suggestion decides
-    if params["weights"] is not None:
-        params["weights"] = str(Path(params["weights"]).resolve())
-    if int(params["size"]) % 32:
-        raise BadTrainingRequest(f"the image size must be a multiple of 32 (got {params['size']})")
-    return params
+from training.params import run_params
 
 
 def queue_run(context: Context, arch: str = DEFAULT_ARCH, trigger: str = "manual", **overrides) -> int:
     """Record a queued run after checking the request; TrainingBusy if one is active."""
-    params = default_params(**overrides)
+    params = run_params(**overrides)
     resolve_weights(arch, params["weights"])
     return run_db.create_run(context.database, arch, params, trigger)
 
@@ -59,9 +28,9 @@ def spawn_worker(context: Context, run_id: int) -> subprocess.Popen:
         **os.environ,
         "LOUPE_DATA_DIR": str(context.settings.data_dir.resolve()),
         "DATABASE_URL": context.settings.resolved_database_url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    return subprocess.Popen([sys.executable, "-m", "training.worker", str(run_id)], cwd=PROJECT_ROOT, env=env)
+    # Loupe is installed (`pip install -e .`, the Makefile does it): the worker imports it like any package.
+    return subprocess.Popen([sys.executable, "-m", "training.worker", str(run_id)], env=env)
 
 
 def wait_for_worker(

@@ -28,9 +28,10 @@ from db import model_versions as version_db
 from db import runs as run_db
 from db.schema import as_utc, scheduler_jobs, utcnow
 from errors import LoupeError
-from labeling.scoring import RescoreResult, rescore
+from labeling.ranking.scoring import RescoreResult, rescore, scorer_name
 from training.gate import DEFAULT_TOLERANCE
 from training.launcher import launch
+from training.params import DEFAULTS, epochs_problem, size_problem
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ class LoopPolicy:
     retrain_after_decisions: int = 200  # 0 turns the decision trigger off
     retrain_cron: str = ""  # crontab syntax, UTC, e.g. "0 3 * * *"; empty turns it off
     tolerance: float = DEFAULT_TOLERANCE
-    epochs: int = 2
-    freeze_epochs: int = 1
-    size: int = 128
+    epochs: int = DEFAULTS.epochs
+    freeze_epochs: int = DEFAULTS.freeze_epochs
+    size: int = DEFAULTS.size
 
     def checked(self) -> LoopPolicy:
         """This policy, or BadPolicy naming the first setting that cannot work."""
@@ -66,10 +67,9 @@ class LoopPolicy:
             raise BadPolicy("the number of decisions before a retrain cannot be negative (0 turns it off)")
         if not 0 <= self.tolerance <= 1:
             raise BadPolicy("the promotion tolerance is an error-rate difference between 0 and 1")
-        if self.epochs < 0 or self.freeze_epochs < 0 or self.epochs + self.freeze_epochs == 0:
-            raise BadPolicy("a retrain needs at least one epoch")
-        if self.size <= 0 or self.size % 32:
-            raise BadPolicy(f"the image size must be a positive multiple of 32 (got {self.size})")
+        problem = epochs_problem(self.epochs, self.freeze_epochs) or size_problem(self.size)
+        if problem:
+            raise BadPolicy(problem)
         if self.retrain_cron.strip():
             cron_trigger(self.retrain_cron)
         return self
@@ -113,8 +113,9 @@ def save_policy(context: Context, policy: LoopPolicy) -> LoopPolicy:
 def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
     """The marks to rescore for, or None when the ranking is current or decisions are still coming in.
 
-    The marks are what the queue's ranking depends on: the newest decision, the newest image and the
-    promoted version.
+    The marks are what the queue's ranking depends on: the newest decision, the newest image, the
+    promoted version, and which scoring pass the queue reads (a new default ranking is scored at once,
+    rather than leaving the queue empty until someone runs `loupe score`).
     """
     newest = decision_db.newest_decision(context.database)
     promoted = version_db.promoted_version(context.database)
@@ -122,6 +123,7 @@ def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
         "decision_id": newest.id if newest else None,
         "image_id": image_db.newest_image_id(context.database),
         "model_version": promoted.version if promoted else None,
+        "scorer": scorer_name(),
     }
     seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
     if all(seen.get(key) == value for key, value in marks.items()):

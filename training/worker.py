@@ -28,8 +28,8 @@ from training.data import build_dataloaders, snapshot, snapshot_digest
 from training.diagnosis import diagnose
 from training.evaluate import summarize
 from training.gate import DEFAULT_TOLERANCE, judge
-from training.launcher import DEFAULT_LR
 from training.learner import ReportProgress, build_learner
+from training.params import DEFAULTS
 
 HEARTBEAT_S = 10
 LR_MULT = 100  # the body learns this many times slower than the head after unfreezing
@@ -81,7 +81,7 @@ def train_run(context: Context, run_id: int) -> str | None:
             "losses": [float(x) for x in learn.recorder.losses],
         }
         lr = lr or float(suggestion.valley)
-    lr = lr or DEFAULT_LR
+    lr = lr or DEFAULTS.lr
 
     # fastai's fine_tune, spelled out so a cancel between the two phases is honoured.
     progress.phase = "frozen"

@@ -6,34 +6,35 @@ import gradio as gr
 import pandas as pd
 
 from context import Context
-from db.decisions import DecisionError, StaleDecision, deleted_images, reviewer_activity
-from db.duplicates import count_pending
+from db.decisions import deleted_images, reviewer_activity
+from db.duplicate_pairs import count_pending
 from db.imports import list_rejections
-from db.stats import dataset_stats, review_counts
-from labeling.export import FORMATS, ExportError, export_archive
-from labeling.imagecheck import ImageRejected
-from labeling.ingest import import_paths
-from labeling.labels import clean_label
-from labeling.purge import purge_image, restore_image
+from db.stats import dataset_stats
+from labeling import review
+from labeling.imports.ingest import import_paths
+from labeling.imports.labels import label_for_import
+from labeling.instance.export import FORMATS, export_archive
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 STATS_COLUMNS = ["label", "train", "valid", "total"]
 REJECTION_COLUMNS = ["item", "reason", "detail"]
-ACTIVITY_ACTIONS = ["keep", "relabel", "delete", "undo"]
+ACTIVITY_ACTIONS = [*review.ACTIONS, review.UNDO]
 ACTIVITY_COLUMNS = ["reviewer", "decisions", *ACTIVITY_ACTIONS, "last decision"]
 
 
 def stats_summary_markdown(context: Context) -> str:
     """The headline counts as a short Markdown paragraph."""
     stats = dataset_stats(context.database)
-    review = review_counts(context.database)
+    counts = review.review_counts(context)
     return (
         f"**{stats.total}** images: **{stats.active}** active "
         f"({stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid), "
         f"**{stats.unlabeled}** unlabeled, **{stats.deleted}** deleted, "
-        f"**{stats.rejected}** rejected at import. Review: **{review.reviewed}** images reviewed, "
-        f"**{review.relabeled}** relabeled ({review.decisions} decisions logged); "
+        f"**{stats.rejected}** rejected at import. Review: **{counts.reviewed}** images reviewed, "
+        f"**{counts.relabeled}** relabeled ({counts.decisions} decisions logged); "
         f"**{count_pending(context.database)}** duplicate pairs pending."
     )
 
@@ -73,82 +74,74 @@ def deleted_choices(context: Context) -> list[tuple[str, int]]:
 
 
 def make_handlers(context: Context):
-    """The Admin tab's handlers, bound to this Loupe instance."""
+    """The Dataset section's handlers, bound to this Loupe instance; each returns {output name: value}."""
 
-    def refresh(request: gr.Request):
-        require_role_in_handler(context, request, "admin")
-        return (
-            stats_summary_markdown(context),
-            stats_table(context),
-            activity_table(context),
-            rejections_table(context),
-            gr.Dropdown(choices=deleted_choices(context), value=[]),
-        )
+    def refresh(request: gr.Request) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
+        return {
+            "summary": stats_summary_markdown(context),
+            "per_label": stats_table(context),
+            "activity": activity_table(context),
+            "rejections": rejections_table(context),
+            "deleted": gr.Dropdown(choices=deleted_choices(context), value=[]),
+        }
 
     def apply_to_deleted(operation, verb: str):
-        def handler(selected: list[int] | None, request: gr.Request):
-            user = require_role_in_handler(context, request, "admin")
+        def handler(selected: list[int] | None, request: gr.Request) -> dict:
+            user = require_role_in_handler(context, request, review.ADMIN)
             if not selected:
                 raise gr.Error(f"Choose the deleted images to {verb} first.")
-            failed = []
-            for image_id in selected:
-                try:
-                    operation(context, int(image_id), user.id)
-                except (DecisionError, StaleDecision) as refused:
-                    failed.append(str(refused))
-            if failed:
-                gr.Warning(html_text(f"{len(failed)} not done: {'; '.join(failed)}"))
-            gr.Info(f"{len(selected) - len(failed)} image(s) {verb}d.")
-            return stats_summary_markdown(context), gr.Dropdown(choices=deleted_choices(context), value=[])
+            result = operation(context, user, [int(image_id) for image_id in selected])
+            if result.refused:
+                gr.Warning(html_text(f"{len(result.refused)} not done: {'; '.join(result.refused)}"))
+            gr.Info(f"{len(result.recorded)} image(s) {verb}d.")
+            return {
+                "summary": stats_summary_markdown(context),
+                "deleted": gr.Dropdown(choices=deleted_choices(context), value=[]),
+            }
 
         return handler
 
-    def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()):
-        user = require_role_in_handler(context, request, "admin")
+    def upload(files: list[str] | None, label: str, request: gr.Request, progress=gr.Progress()) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
         if not files:
             raise gr.Error("Choose one or more images or a zip first.")
-        try:
-            # Checked here as well as per item, so a mistyped field is one message, not a rejection per image.
-            label = clean_label(label) if (label or "").strip() else None
-        except ImageRejected as bad_label:
-            raise gr.Error(html_text(f"Nothing imported: {bad_label.detail}")) from None
         summary = import_paths(
             context,
             files,
             kind="upload",
-            label=label,
+            label=label_for_import(label),
             progress=lambda done, total: progress((done, total), desc="Importing", unit="images"),
             user_name=user.name,
         )
         if summary.rejected:
             gr.Warning(f"{len(summary.rejected)} item(s) were rejected; see the table below.")
-        result = (
-            f"Import finished: added **{summary.added}**, duplicates **{summary.duplicates}**, "
-            f"rejected **{len(summary.rejected)}**."
-        )
-        return (
-            result,
-            None,
-            stats_summary_markdown(context),
-            stats_table(context),
-            rejections_table(context, summary.batch_id),
-        )
+        return {
+            "result": (
+                f"Import finished: added **{summary.added}**, duplicates **{summary.duplicates}**, "
+                f"rejected **{len(summary.rejected)}**."
+            ),
+            "files": None,
+            "summary": stats_summary_markdown(context),
+            "per_label": stats_table(context),
+            "rejections": rejections_table(context, summary.batch_id),
+        }
 
-    def export(fmt: str, request: gr.Request, progress=gr.Progress()):
-        require_role_in_handler(context, request, "admin")
-        try:
-            archive, summary = export_archive(
-                context, fmt, lambda done, total: progress((done, total), desc="Exporting", unit="images")
-            )
-        except ExportError as refused:
-            raise gr.Error(html_text(refused)) from None
-        return str(archive), (
-            f"Exported **{summary.images}** images ({fmt}) and **{summary.decisions}** decisions: `{archive.name}`."
+    def export(fmt: str, request: gr.Request, progress=gr.Progress()) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
+        archive, summary = export_archive(
+            context, fmt, lambda done, total: progress((done, total), desc="Exporting", unit="images")
         )
+        return {
+            "export_file": str(archive),
+            "export_result": (
+                f"Exported **{summary.images}** images ({fmt}) and **{summary.decisions}** decisions: `{archive.name}`."
+            ),
+        }
 
-    restore = apply_to_deleted(restore_image, "restore")
-    purge = apply_to_deleted(purge_image, "purge")
-    return refresh, upload, restore, purge, export
+    restore = apply_to_deleted(review.restore_images, "restore")
+    purge = apply_to_deleted(review.purge_images, "purge")
+    return tuple(shows_refusals(handler) for handler in (refresh, upload, restore, purge, export))
 
 
 def build_dataset_section(context: Context) -> dict:
@@ -187,12 +180,29 @@ def build_dataset_section(context: Context) -> dict:
     export_file = gr.File(label="Export", interactive=False, elem_id="admin-export-file")
     export_result = gr.Markdown(elem_id="admin-export-result")
 
-    outputs = [summary, per_label, activity, rejections, deleted]
-    export_button.click(export, inputs=export_format, outputs=[export_file, export_result], api_name="admin_export")
-    refresh_button.click(refresh, outputs=outputs, api_name="admin_stats")
-    upload_button.click(
-        upload, inputs=[files, label], outputs=[result, files, summary, per_label, rejections], api_name="admin_upload"
-    )
-    restore_button.click(restore, inputs=deleted, outputs=[summary, deleted], api_name="admin_restore")
-    purge_button.click(purge, inputs=deleted, outputs=[summary, deleted], api_name="admin_purge")
-    return {"fn": refresh, "outputs": outputs}
+    named = {
+        "summary": summary,
+        "per_label": per_label,
+        "activity": activity,
+        "rejections": rejections,
+        "deleted": deleted,
+        "result": result,
+        "files": files,
+        "export_file": export_file,
+        "export_result": export_result,
+    }
+
+    def event(handler, *names):
+        return wire(handler, {name: named[name] for name in names})
+
+    fill, outputs = event(refresh, "summary", "per_label", "activity", "rejections", "deleted")
+    export_fn, export_outputs = event(export, "export_file", "export_result")
+    export_button.click(export_fn, inputs=export_format, outputs=export_outputs, api_name="admin_export")
+    refresh_button.click(fill, outputs=outputs, api_name="admin_stats")
+    upload_fn, upload_outputs = event(upload, "result", "files", "summary", "per_label", "rejections")
+    upload_button.click(upload_fn, inputs=[files, label], outputs=upload_outputs, api_name="admin_upload")
+    restore_fn, deleted_outputs = event(restore, "summary", "deleted")
+    restore_button.click(restore_fn, inputs=deleted, outputs=deleted_outputs, api_name="admin_restore")
+    purge_fn, _ = event(purge, "summary", "deleted")
+    purge_button.click(purge_fn, inputs=deleted, outputs=deleted_outputs, api_name="admin_purge")
+    return {"fn": fill, "outputs": outputs}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import gradio as gr
 import pandas as pd
 
 from context import Context
 from db import model_versions as version_db
 from db import runs as run_db
+from labeling import review
 from training.scheduler import (
-    BadPolicy,
     LoopPolicy,
     LoopScheduler,
     decisions_since_last_run,
@@ -19,6 +21,8 @@ from training.scheduler import (
 )
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 VERSION_COLUMNS = ["version", "status", "run", "error rate", "gate", "created", "promoted"]
 
@@ -67,69 +71,74 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
     return "\n\n".join(lines)
 
 
-def make_handlers(context: Context, loop: LoopScheduler | None):
-    """The Models & loop section's handlers, bound to this Loupe instance."""
+def entered_number(value, what: str, kind: type = float) -> float | int:
+    """value as a finite number of kind (int: a whole number), or a gr.Error saying what it should be."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        wanted = "a whole number" if kind is int else "a number"
+        raise gr.Error(html_text(f"{what} must be {wanted} (got {value!r})."))
+    return int(number) if kind is int else number
 
-    def refresh(request: gr.Request):
-        require_role_in_handler(context, request, "admin")
+
+def make_handlers(context: Context, loop: LoopScheduler | None):
+    """The Models & loop section's handlers, bound to this Loupe instance; each returns {output name: value}."""
+
+    def refresh(request: gr.Request) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
         policy = load_policy(context)
         versions = [v.version for v in reversed(version_db.list_versions(context.database))]
-        return (
-            versions_table(context),
-            gr.Dropdown(choices=versions, value=None),
-            loop_status(context, loop),
-            policy.quick_loop,
-            policy.debounce_s,
-            policy.retrain_after_decisions,
-            policy.retrain_cron,
-            policy.tolerance,
-            policy.freeze_epochs,
-            policy.epochs,
-            policy.size,
-        )
+        return {
+            "versions": versions_table(context),
+            "chosen": gr.Dropdown(choices=versions, value=None),
+            "status": loop_status(context, loop),
+            "quick_loop": policy.quick_loop,
+            "debounce_s": policy.debounce_s,
+            "retrain_after": policy.retrain_after_decisions,
+            "cron": policy.retrain_cron,
+            "tolerance": policy.tolerance,
+            "freeze_epochs": policy.freeze_epochs,
+            "epochs": policy.epochs,
+            "size": policy.size,
+        }
 
-    def promote(request: gr.Request, version: str | None):
-        user = require_role_in_handler(context, request, "admin")
+    def promote(request: gr.Request, version: str | None) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
         if not version:
             raise gr.Error("Choose a version to promote.")
-        try:
-            version_db.promote(context.database, version)
-        except version_db.VersionError as refused:  # may quote the typed version
-            raise gr.Error(html_text(refused)) from None
+        version_db.promote(context.database, version)
         gr.Info(html_text(f"{version} promoted by {user.name}; the predictor switches within seconds."))
         return refresh(request)
 
-    def rollback(request: gr.Request):
-        user = require_role_in_handler(context, request, "admin")
-        try:
-            restored = version_db.rollback(context.database)
-        except version_db.VersionError as refused:
-            raise gr.Error(html_text(refused)) from None
+    def rollback(request: gr.Request) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
+        restored = version_db.rollback(context.database)
         gr.Info(html_text(f"Rolled back to {restored.version} by {user.name}."))
         return refresh(request)
 
-    def save(request: gr.Request, quick_loop, debounce_s, retrain_after, cron, tolerance, freeze_epochs, epochs, size):
-        require_role_in_handler(context, request, "admin")
-        try:
-            policy = LoopPolicy(
-                quick_loop=bool(quick_loop),
-                debounce_s=float(debounce_s),
-                retrain_after_decisions=int(retrain_after),
-                retrain_cron=(cron or "").strip(),
-                tolerance=float(tolerance),
-                freeze_epochs=int(freeze_epochs),
-                epochs=int(epochs),
-                size=int(size),
-            )
-            save_policy(context, policy)
-        except (BadPolicy, TypeError, ValueError) as refused:
-            raise gr.Error(html_text(f"Not saved: {refused}")) from None
+    def save(
+        request: gr.Request, quick_loop, debounce_s, retrain_after, cron, tolerance, freeze_epochs, epochs, size
+    ) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
+        policy = LoopPolicy(
+            quick_loop=bool(quick_loop),
+            debounce_s=entered_number(debounce_s, "The quiet time before a rescore"),
+            retrain_after_decisions=entered_number(retrain_after, "The number of decisions before a retrain", int),
+            retrain_cron=str(cron or "").strip(),
+            tolerance=entered_number(tolerance, "The promotion tolerance"),
+            freeze_epochs=entered_number(freeze_epochs, "The number of frozen epochs", int),
+            epochs=entered_number(epochs, "The number of unfrozen epochs", int),
+            size=entered_number(size, "The image size", int),
+        )
+        save_policy(context, policy)  # BadPolicy says which setting cannot work
         if loop:
             loop.sync_cron()
         gr.Info("Loop settings saved.")
         return refresh(request)
 
-    return refresh, promote, rollback, save
+    return tuple(shows_refusals(handler) for handler in (refresh, promote, rollback, save))
 
 
 def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
@@ -155,9 +164,22 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
         size = gr.Number(label="Image size (px)", precision=0, minimum=32, step=32)
     save_button = gr.Button("Save loop settings", elem_id="save-loop")
 
-    policy_fields = [quick_loop, debounce_s, retrain_after, cron, tolerance, freeze_epochs, epochs, size]
-    outputs = [versions, chosen, status, *policy_fields]
-    promote_button.click(promote, inputs=chosen, outputs=outputs, api_name="promote_version")
-    rollback_button.click(rollback, outputs=outputs, api_name="rollback_version")
-    save_button.click(save, inputs=policy_fields, outputs=outputs, api_name="save_loop_policy")
-    return {"fn": refresh, "outputs": outputs}
+    policy_fields = {
+        "quick_loop": quick_loop,
+        "debounce_s": debounce_s,
+        "retrain_after": retrain_after,
+        "cron": cron,
+        "tolerance": tolerance,
+        "freeze_epochs": freeze_epochs,
+        "epochs": epochs,
+        "size": size,
+    }
+    named = {"versions": versions, "chosen": chosen, "status": status, **policy_fields}
+    fill, outputs = wire(refresh, named)
+    promote_fn, _ = wire(promote, named)
+    rollback_fn, _ = wire(rollback, named)
+    save_fn, _ = wire(save, named)
+    promote_button.click(promote_fn, inputs=chosen, outputs=outputs, api_name="promote_version")
+    rollback_button.click(rollback_fn, outputs=outputs, api_name="rollback_version")
+    save_button.click(save_fn, inputs=list(policy_fields.values()), outputs=outputs, api_name="save_loop_policy")
+    return {"fn": fill, "outputs": outputs}

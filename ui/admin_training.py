@@ -7,12 +7,15 @@ import pandas as pd
 
 from context import Context
 from db import runs as run_db
-from errors import LoupeError
+from labeling import review
 from training.launcher import launch
 from training.scheduler import load_policy
 from ui import charts
+from ui.admin_models import entered_number
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 RUN_COLUMNS = [
     "run",
@@ -107,92 +110,110 @@ def run_summary(run: run_db.RunRow) -> str:
     return "\n\n".join(lines)
 
 
+def chosen_run(run_id) -> int | None:
+    """The run id the Run dropdown holds (None when none is chosen), or a gr.Error for typed text."""
+    if run_id is None or str(run_id).strip() == "":
+        return None
+    try:
+        return int(run_id)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(
+            html_text(f"Choose a run from the list: a run is named by its number (got {run_id!r}).")
+        ) from None
+
+
 def make_handlers(context: Context):
-    """The Training section's handlers, bound to this Loupe instance."""
+    """The Training section's handlers, bound to this Loupe instance; each returns {output name: value}."""
     database = context.database
 
-    def details(run_id: int | None):
-        run = run_db.get_run(database, int(run_id)) if run_id is not None else None
+    def details(run_id: int | None) -> dict:
+        run = run_db.get_run(database, run_id) if run_id is not None else None
         if run is None:
-            return "Choose a run.", None, None, None, None, None
+            return {
+                "summary": "Choose a run.",
+                "curves": None,
+                "finder": None,
+                "confusion": None,
+                "per_class": None,
+                "confused": None,
+            }
         m = run.metrics
         history = m.get("history") or run.progress.get("history") or []
         per_class = pd.DataFrame(
             [[name, f"{acc:.1%}" if acc is not None else ""] for name, acc in m.get("per_class_accuracy", {}).items()],
             columns=PER_CLASS_COLUMNS,
         )
-        confused = pd.DataFrame(m.get("most_confused", []), columns=CONFUSED_COLUMNS)
-        return (
-            run_summary(run),
-            charts.loss_curves(history),
-            charts.lr_finder(m.get("lr_find")),
-            charts.confusion_matrix(m.get("confusion_matrix"), m.get("classes", [])),
-            per_class,
-            confused,
-        )
+        return {
+            "summary": run_summary(run),
+            "curves": charts.loss_curves(history),
+            "finder": charts.lr_finder(m.get("lr_find")),
+            "confusion": charts.confusion_matrix(m.get("confusion_matrix"), m.get("classes", [])),
+            "per_class": per_class,
+            "confused": pd.DataFrame(m.get("most_confused", []), columns=CONFUSED_COLUMNS),
+        }
 
-    def refresh(request: gr.Request, run_id: int | None):  # request first: Gradio injects it only there
-        require_role_in_handler(context, request, "admin")
+    def refresh(request: gr.Request, run_id: int | None) -> dict:  # request first: Gradio injects it only there
+        require_role_in_handler(context, request, review.ADMIN)
+        run_id = chosen_run(run_id)
         runs = run_db.list_runs(database, limit=SHOWN_RUNS)
-        return runs_table(context, runs), gr.Dropdown(choices=run_choices(runs), value=run_id), *details(run_id)
+        return {
+            "table": runs_table(context, runs),
+            "chosen": gr.Dropdown(choices=run_choices(runs), value=run_id),
+            **details(run_id),
+        }
 
-    def tick(request: gr.Request, run_id: int | None, was_active: bool):
+    def tick(request: gr.Request, run_id: int | None, was_active: bool) -> dict | None:
         # Refreshes while a run is active and once more after it ends; an idle tab costs one small
         # query every POLL_S.
-        require_role_in_handler(context, request, "admin")
+        require_role_in_handler(context, request, review.ADMIN)
         active = run_db.active_run(database)
         if active is None and not was_active:
-            return gr.skip(), gr.skip(), *([gr.skip()] * 6), False
+            return None  # nothing changed, was_active included
+        run_id = chosen_run(run_id)
         if run_id is None:  # follow the active run, or the one that just ended
             run_id = active.id if active else next((r.id for r in run_db.list_runs(database, limit=1)), None)
-        return *refresh(request, run_id), active is not None
+        return refresh(request, run_id) | {"was_active": active is not None}
 
-    def retrain(request: gr.Request, epochs: float, freeze_epochs: float, lr: str, find_lr: bool):
-        user = require_role_in_handler(context, request, "admin")
+    def retrain(request: gr.Request, epochs: float, freeze_epochs: float, lr: str, find_lr: bool) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
         try:
             rate = float(lr) if str(lr or "").strip() else None
         except ValueError:
             raise gr.Error(html_text(f"The learning rate must be a number like 0.002 (got {lr!r}).")) from None
-        policy = load_policy(context)
-        try:
-            run_id = launch(
-                context,
-                "manual",
-                epochs=int(epochs),
-                freeze_epochs=int(freeze_epochs),
-                lr=rate,
-                find_lr=bool(find_lr),
-                size=policy.size,
-                tolerance=policy.tolerance,
-            )
-        except LoupeError as refused:  # busy, bad parameters, missing weights
-            gr.Warning(html_text(refused))
-            return gr.skip(), gr.skip(), *([gr.skip()] * 6)
+        policy = load_policy(context)  # the loop's image size and promotion tolerance apply here too
+        run_id = launch(  # TrainingBusy, BadTrainingRequest, BackboneError: shown by shows_refusals
+            context,
+            "manual",
+            epochs=entered_number(epochs, "The number of unfrozen epochs", int),
+            freeze_epochs=entered_number(freeze_epochs, "The number of frozen epochs", int),
+            lr=rate,
+            find_lr=bool(find_lr),
+            size=policy.size,
+            tolerance=policy.tolerance,
+        )
         gr.Info(html_text(f"Training run {run_id} started by {user.name}."))
         return refresh(request, run_id)
 
-    def cancel(request: gr.Request, run_id: int | None):
-        require_role_in_handler(context, request, "admin")
-        if run_id is None or not run_db.request_cancel(database, int(run_id)):
+    def cancel(request: gr.Request, run_id: int | None) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
+        run_id = chosen_run(run_id)
+        if run_id is None or not run_db.request_cancel(database, run_id):
             gr.Warning("That run is not queued or running.")
         else:
             gr.Info(f"Asked run {run_id} to stop after its current batch.")
         return refresh(request, run_id)
 
-    def retry(request: gr.Request, run_id: int | None):
-        require_role_in_handler(context, request, "admin")
-        run = run_db.get_run(database, int(run_id)) if run_id is not None else None
+    def retry(request: gr.Request, run_id: int | None) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
+        run_id = chosen_run(run_id)
+        run = run_db.get_run(database, run_id) if run_id is not None else None
         if run is None or run.status not in ("failed", "cancelled"):
             raise gr.Error("Choose a failed or cancelled run to retry.")
-        try:
-            new_id = launch(context, "retry", run.arch, **run.params)  # the parameters it was queued with
-        except LoupeError as refused:
-            gr.Warning(html_text(refused))
-            return refresh(request, run_id)
+        new_id = launch(context, "retry", run.arch, **run.params)  # the parameters it was queued with
         gr.Info(f"Run {run_id} retried as run {new_id}.")
         return refresh(request, new_id)
 
-    return refresh, tick, retrain, cancel, retry
+    return tuple(shows_refusals(handler) for handler in (refresh, tick, retrain, cancel, retry))
 
 
 def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
@@ -224,16 +245,32 @@ def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
     timer = gr.Timer(POLL_S, active=False)
     was_active = gr.State(False)
 
-    outputs = [table, chosen, summary, curves, finder, confusion, per_class, confused]
-    retrain_button.click(retrain, inputs=[epochs, freeze_epochs, lr, find_lr], outputs=outputs, api_name="retrain_now")
-    chosen.input(refresh, inputs=chosen, outputs=outputs, api_name="admin_runs")
-    cancel_button.click(cancel, inputs=chosen, outputs=outputs, api_name="cancel_run")
-    retry_button.click(retry, inputs=chosen, outputs=outputs, api_name="retry_run")
+    shown = {
+        "table": table,
+        "chosen": chosen,
+        "summary": summary,
+        "curves": curves,
+        "finder": finder,
+        "confusion": confusion,
+        "per_class": per_class,
+        "confused": confused,
+    }
+    fill, outputs = wire(refresh, shown)
+    retrain_fn, _ = wire(retrain, shown)
+    cancel_fn, _ = wire(cancel, shown)
+    retry_fn, _ = wire(retry, shown)
+    tick_fn, tick_outputs = wire(tick, shown | {"was_active": was_active})
+    retrain_button.click(
+        retrain_fn, inputs=[epochs, freeze_epochs, lr, find_lr], outputs=outputs, api_name="retrain_now"
+    )
+    chosen.input(fill, inputs=chosen, outputs=outputs, api_name="admin_runs")
+    cancel_button.click(cancel_fn, inputs=chosen, outputs=outputs, api_name="cancel_run")
+    retry_button.click(retry_fn, inputs=chosen, outputs=outputs, api_name="retry_run")
     timer.tick(
-        tick,
+        tick_fn,
         inputs=[chosen, was_active],
-        outputs=[*outputs, was_active],
+        outputs=tick_outputs,
         api_visibility="private",
         show_progress="hidden",
     )
-    return timer, {"fn": refresh, "inputs": chosen, "outputs": outputs}
+    return timer, {"fn": fill, "inputs": chosen, "outputs": outputs}

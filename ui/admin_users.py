@@ -8,7 +8,11 @@ import pandas as pd
 from context import Context
 from db import users as user_db
 from db.decisions import reviewer_activity
+from labeling import review
 from ui.auth import require_role_in_handler
+from ui.markdown import html_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 USER_COLUMNS = ["name", "role", "status", "decisions", "last decision"]
 
@@ -32,21 +36,18 @@ def users_table(context: Context) -> pd.DataFrame:
 
 
 def make_handlers(context: Context):
-    """The Users section's handlers, bound to this Loupe instance."""
+    """The Users section's handlers, bound to this Loupe instance; each returns {output name: value}."""
 
-    def refresh(request: gr.Request):
-        require_role_in_handler(context, request, "admin")
+    def refresh(request: gr.Request) -> dict:
+        require_role_in_handler(context, request, review.ADMIN)
         names = [u.name for u in user_db.list_users(context.database)]
-        return users_table(context), gr.Dropdown(choices=names, value=None), ""
+        return {"table": users_table(context), "chosen": gr.Dropdown(choices=names, value=None), "new_password": ""}
 
     def guarded(action, done: str):
-        def handler(request: gr.Request, *values):  # request first: Gradio injects it only there
-            admin = require_role_in_handler(context, request, "admin")
-            try:
-                name = action(*values)
-            except user_db.UserError as refused:
-                raise gr.Error(str(refused)) from None
-            gr.Info(done.format(name=name, admin=admin.name))
+        def handler(request: gr.Request, *values) -> dict:  # request first: Gradio injects it only there
+            admin = require_role_in_handler(context, request, review.ADMIN)
+            name = action(*values)  # UserError says what is wrong with the name, role or password
+            gr.Info(html_text(done.format(name=name, admin=admin.name)))
             return refresh(request)
 
         return handler
@@ -66,13 +67,14 @@ def make_handlers(context: Context):
         user_db.set_disabled(context.database, name or "", False)
         return name
 
-    return (
+    handlers = (
         refresh,
         guarded(add, "Account {name} added by {admin}."),
         guarded(reset, "Password of {name} reset by {admin}."),
         guarded(disable, "{name} disabled by {admin}."),
         guarded(enable, "{name} enabled by {admin}."),
     )
+    return tuple(shows_refusals(handler) for handler in handlers)
 
 
 def build_users_section(context: Context) -> dict:
@@ -94,9 +96,14 @@ def build_users_section(context: Context) -> dict:
         disable_button = gr.Button("Disable", variant="stop")
         enable_button = gr.Button("Enable")
 
-    outputs = [table, chosen, new_password]
-    add_button.click(add, inputs=[new_name, new_role, new_password], outputs=outputs, api_name="add_user")
-    reset_button.click(reset, inputs=[chosen, password], outputs=outputs, api_name="reset_password")
-    disable_button.click(disable, inputs=[chosen, password], outputs=outputs, api_name="disable_user")
-    enable_button.click(enable, inputs=[chosen, password], outputs=outputs, api_name="enable_user")
-    return {"fn": refresh, "outputs": outputs}
+    named = {"table": table, "chosen": chosen, "new_password": new_password}
+    fill, outputs = wire(refresh, named)
+    add_fn, _ = wire(add, named)
+    reset_fn, _ = wire(reset, named)
+    disable_fn, _ = wire(disable, named)
+    enable_fn, _ = wire(enable, named)
+    add_button.click(add_fn, inputs=[new_name, new_role, new_password], outputs=outputs, api_name="add_user")
+    reset_button.click(reset_fn, inputs=[chosen, password], outputs=outputs, api_name="reset_password")
+    disable_button.click(disable_fn, inputs=[chosen, password], outputs=outputs, api_name="disable_user")
+    enable_button.click(enable_fn, inputs=[chosen, password], outputs=outputs, api_name="enable_user")
+    return {"fn": fill, "outputs": outputs}

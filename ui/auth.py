@@ -1,18 +1,17 @@
-"""Who is asking: the login check for /review and the role checks every handler makes."""
+"""Who is asking: the login check for /review, and the user behind a Gradio request.
+
+What each role may do is labeling/review.py's rule (require_role); this module only finds the user.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
-from fastapi import HTTPException
 from fastapi.concurrency import run_in_threadpool
 
 from context import Context
 from db.users import UserRow, authenticate, get_user
-from limits import LoginThrottle, RateLimited, client_address
-
-
-class PermissionDenied(Exception):
-    """The user may not do this; the message says what role is needed."""
+from labeling.review import require_role
+from limits import LoginThrottle, client_address
 
 
 def make_login_check(context: Context, logins: LoginThrottle):
@@ -21,14 +20,12 @@ def make_login_check(context: Context, logins: LoginThrottle):
     Every path that reaches Gradio's login handler (`/review/login`, `/review/login/`, …) comes through
     here, so the limits live here rather than on a path: per account from one address, and per address.
     The address comes from api/guard.py's middleware (Gradio passes no request). scrypt runs in a thread.
+    The RateLimited refusal is answered by api/refusals.py's handler, installed on the Gradio app.
     """
 
     async def check_login(username: str, password: str) -> bool:
         address = client_address.get()
-        try:
-            logins.check(username, address)
-        except RateLimited as limited:
-            raise HTTPException(429, str(limited), headers={"Retry-After": str(limited.retry_after_s)}) from None
+        logins.check(username, address)
         user = await run_in_threadpool(authenticate, context.database, username, password)
         if user is None:
             logins.failed(username, address)
@@ -39,19 +36,12 @@ def make_login_check(context: Context, logins: LoginThrottle):
     return check_login
 
 
-def require_role(context: Context, username: str | None, role: str) -> UserRow:
-    """The enabled user, if they hold role (admins hold every role); else PermissionDenied."""
-    user = get_user(context.database, username) if username else None
-    if user is None or user.disabled:
-        raise PermissionDenied("please log in first")
-    if role == "admin" and user.role != "admin":
-        raise PermissionDenied("this needs the admin role")
-    return user
+def request_user(context: Context, request: gr.Request | None) -> UserRow | None:
+    """The account behind a Gradio request (None when nobody is logged in)."""
+    username = getattr(request, "username", None)
+    return get_user(context.database, username) if username else None
 
 
 def require_role_in_handler(context: Context, request: gr.Request, role: str) -> UserRow:
-    """require_role for a Gradio handler: a refusal becomes a gr.Error the user sees."""
-    try:
-        return require_role(context, getattr(request, "username", None), role)
-    except PermissionDenied as denied:
-        raise gr.Error(str(denied)) from None
+    """The logged-in user if they hold role; else PermissionDenied (shown by ui/refusals.py)."""
+    return require_role(request_user(context, request), role)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gradio as gr
 
 from context import Context
-from db import decisions as decision_db
-from db import duplicates as duplicate_db
+from db import duplicate_pairs as duplicate_db
 from db.images import get_image
-from labeling.duplicates import resolve_pair
-from ui.auth import require_role_in_handler
+from labeling import review
+from ui.auth import request_user, require_role_in_handler
 from ui.markdown import md_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 CHOICES = {
     "keep_first": "Keep left (delete right)",
@@ -30,44 +31,47 @@ def make_handlers(context: Context):
     """The Duplicates tab's handlers, bound to this Loupe instance."""
     database = context.database
 
-    def show_pair(request: gr.Request):
-        require_role_in_handler(context, request, "expert")
+    def show_pair(request: gr.Request) -> dict:
+        require_role_in_handler(context, request, review.EXPERT)
         pending = duplicate_db.pending_pairs(database, limit=1)
         if not pending:
             empty = gr.Image(value=None)
-            message = "No near-duplicate pairs are waiting (admins find them with `server.py find-duplicates`)."
-            return None, message, empty, "", empty, "", gr.Row(visible=False)
+            message = "No near-duplicate pairs are waiting (admins find them with `loupe find-duplicates`)."
+            return {
+                "pair_id": None,
+                "summary": message,
+                "left": empty,
+                "left_text": "",
+                "right": empty,
+                "right_text": "",
+                "buttons": gr.Row(visible=False),
+            }
         pair = pending[0]
         first, second = get_image(database, pair.first_id), get_image(database, pair.second_id)
         summary = (
             f"Pair {pair.id}: similarity **{pair.similarity:.3f}** of embeddings; "
             f"{duplicate_db.count_pending(database)} pair(s) waiting."
         )
-        return (
-            pair.id,
-            summary,
-            str(context.store.absolute(first.stored_path)),
-            describe(first),
-            str(context.store.absolute(second.stored_path)),
-            describe(second),
-            gr.Row(visible=True),
-        )
+        return {
+            "pair_id": pair.id,
+            "summary": summary,
+            "left": str(context.store.absolute(first.stored_path)),
+            "left_text": describe(first),
+            "right": str(context.store.absolute(second.stored_path)),
+            "right_text": describe(second),
+            "buttons": gr.Row(visible=True),
+        }
 
     def decide(resolution: str):
         def handler(request: gr.Request, pair_id: int | None):  # request first: Gradio injects it only there
-            user = require_role_in_handler(context, request, "expert")
             if pair_id is None:
                 raise gr.Error("There is no pair on screen; reload the tab.")
-            try:
-                resolve_pair(context, int(pair_id), resolution, user.id)
-            except (decision_db.StaleDecision, decision_db.DecisionError) as refused:
-                gr.Warning(str(refused))
-                return
+            review.resolve_pair(context, request_user(context, request), int(pair_id), resolution)
             gr.Info(f"Pair {pair_id}: {CHOICES[resolution].lower()}.")
 
-        return handler
+        return shows_refusals(handler)
 
-    return show_pair, {resolution: decide(resolution) for resolution in CHOICES}
+    return shows_refusals(show_pair), {resolution: decide(resolution) for resolution in CHOICES}
 
 
 def build_duplicates_tab(context: Context) -> None:
@@ -88,7 +92,19 @@ def build_duplicates_tab(context: Context) -> None:
                 resolution: gr.Button(text, elem_id=f"duplicates-{resolution.replace('_', '-')}")
                 for resolution, text in CHOICES.items()
             }
-    show = {"fn": show_pair, "outputs": [pair_id, summary, left, left_text, right, right_text, buttons]}
+    show_fn, outputs = wire(
+        show_pair,
+        {
+            "pair_id": pair_id,
+            "summary": summary,
+            "left": left,
+            "left_text": left_text,
+            "right": right,
+            "right_text": right_text,
+            "buttons": buttons,
+        },
+    )
+    show = {"fn": show_fn, "outputs": outputs}
     tab.select(**show, api_visibility="private")
     for resolution, button in clicks.items():
         button.click(deciders[resolution], inputs=pair_id, api_visibility="private").then(

@@ -6,17 +6,16 @@ from __future__ import annotations
 import gradio as gr
 
 from context import Context
-from db import decisions as decision_db
-from db.embeddings import score_of
-from db.queue import QueueFilters, queue_page
-from labeling.imagecheck import ImageRejected
-from labeling.labels import clean_label
-from labeling.scoring import scorer_name
-from ui.auth import require_role_in_handler
+from db.queue import QueueFilters
+from labeling import review
+from ui.auth import request_user
 from ui.markdown import html_text, md_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 SLOTS = 12
 SKIP, KEEP, DELETE, RELABEL = "skip", "keep", "delete", "relabel to prediction"
+ACTION_OF = {KEEP: "keep", DELETE: "delete", RELABEL: "relabel"}
 
 
 def caption(item) -> str:
@@ -25,60 +24,49 @@ def caption(item) -> str:
 
 
 def make_handlers(context: Context):
-    """The Grid tab's handlers, bound to this Loupe instance."""
-    database = context.database
+    """The Grid tab's handlers, bound to this Loupe instance; each returns {output name: value}."""
 
-    def load_page(request: gr.Request):
-        require_role_in_handler(context, request, "expert")
-        page = queue_page(database, scorer_name(), QueueFilters(reviewed=False), limit=SLOTS)
-        shown = [
-            {"image_id": i.image_id, "last_decision_id": i.last_decision_id, "predicted": i.predicted_label}
-            for i in page.items
-        ]
-        updates = []
+    def load_page(request: gr.Request) -> dict:
+        user = request_user(context, request)
+        page = review.queue_page(context, user, QueueFilters(reviewed=False), limit=SLOTS)
+        shown = {
+            "shown": [
+                {"image_id": i.image_id, "last_decision_id": i.last_decision_id, "predicted": i.predicted_label}
+                for i in page.items
+            ],
+            "summary": f"The {len(page.items)} likeliest wrong labels of {page.unreviewed} unreviewed.",
+        }
         for slot in range(SLOTS):
             if slot < len(page.items):
                 item = page.items[slot]
-                updates += [
-                    gr.Image(value=str(context.store.absolute(item.stored_path)), visible=True),
-                    gr.Markdown(caption(item), visible=True),
-                    gr.Radio(value=SKIP, visible=True),
-                ]
+                shown[f"image_{slot}"] = gr.Image(value=str(context.store.absolute(item.stored_path)), visible=True)
+                shown[f"caption_{slot}"] = gr.Markdown(caption(item), visible=True)
+                shown[f"choice_{slot}"] = gr.Radio(value=SKIP, visible=True)
             else:
-                updates += [gr.Image(value=None, visible=False), gr.Markdown(visible=False), gr.Radio(visible=False)]
-        summary = f"The {len(page.items)} likeliest wrong labels of {page.unreviewed} unreviewed."
-        return shown, summary, *updates
+                shown[f"image_{slot}"] = gr.Image(value=None, visible=False)
+                shown[f"caption_{slot}"] = gr.Markdown(visible=False)
+                shown[f"choice_{slot}"] = gr.Radio(visible=False)
+        return shown
 
-    def apply(request: gr.Request, shown: list[dict] | None, *choices):  # request first: Gradio injects it only there
-        user = require_role_in_handler(context, request, "expert")
-        recorded, refused = 0, []
-        for item, choice in zip(shown or [], choices, strict=False):
-            if choice in (None, SKIP):
-                continue
-            action = {KEEP: "keep", DELETE: "delete", RELABEL: "relabel"}[choice]
-            try:
-                # The prediction is a class the model learned; an old database may hold one the label rule refuses.
-                new_label = clean_label(item["predicted"]) if action == "relabel" else None
-                decision_db.decide(
-                    database,
-                    item["image_id"],
-                    user.id,
-                    action,
-                    expected_last_id=item["last_decision_id"],
-                    new_label=new_label,
-                    model_version=scorer_name(),
-                    score=score_of(database, scorer_name(), item["image_id"]),
-                )
-                recorded += 1
-            except decision_db.StaleDecision as stale:
-                refused.append(str(stale))
-            except ImageRejected as bad_label:
-                refused.append(f"image {item['image_id']}: {bad_label.detail}")
-        if refused:
-            gr.Warning(html_text(f"{len(refused)} not saved: {'; '.join(refused)}"))
-        gr.Info(f"{recorded} decisions saved.")
+    def apply(
+        request: gr.Request, shown: list[dict] | None, *choices
+    ) -> None:  # request first: Gradio injects it only there
+        choices = [
+            review.Choice(
+                item["image_id"],
+                ACTION_OF[choice],
+                item["last_decision_id"],
+                item["predicted"] if ACTION_OF[choice] == "relabel" else None,
+            )
+            for item, choice in zip(shown or [], choices, strict=False)
+            if choice not in (None, SKIP)
+        ]
+        result = review.decide_many(context, request_user(context, request), choices)
+        if result.refused:
+            gr.Warning(html_text(f"{len(result.refused)} not saved: {'; '.join(result.refused)}"))
+        gr.Info(f"{len(result.recorded)} decisions saved.")
 
-    return load_page, apply
+    return shows_refusals(load_page), shows_refusals(apply)
 
 
 def build_grid_tab(context: Context) -> None:
@@ -90,23 +78,26 @@ def build_grid_tab(context: Context) -> None:
         slots = []
         for row_start in range(0, SLOTS, 4):
             with gr.Row():
-                for slot in range(row_start, row_start + 4):
+                for number in range(row_start, row_start + 4):
                     with gr.Column(min_width=160):
                         image = gr.Image(show_label=False, interactive=False, height=160, visible=False)
-                        text = gr.Markdown(visible=False, elem_id=f"grid-caption-{slot}")
+                        text = gr.Markdown(visible=False, elem_id=f"grid-caption-{number}")
                         choice = gr.Radio(
                             [SKIP, KEEP, DELETE, RELABEL],
                             value=SKIP,
                             show_label=False,
                             visible=False,
-                            elem_id=f"grid-choice-{slot}",
+                            elem_id=f"grid-choice-{number}",
                         )
                         slots.append((image, text, choice))
         with gr.Row():
             apply_button = gr.Button("Apply these decisions", variant="primary", elem_id="grid-apply")
             reload_button = gr.Button("Next page", elem_id="grid-reload")
-    outputs = [shown, summary, *[component for slot in slots for component in slot]]
-    show = {"fn": load_page, "outputs": outputs, "api_visibility": "private"}
+    named = {"shown": shown, "summary": summary}
+    for number, (image, text, choice) in enumerate(slots):
+        named |= {f"image_{number}": image, f"caption_{number}": text, f"choice_{number}": choice}
+    show_fn, outputs = wire(load_page, named)
+    show = {"fn": show_fn, "outputs": outputs, "api_visibility": "private"}
     tab.select(**show)
     reload_button.click(**show)
     apply_button.click(apply, inputs=[shown, *[choice for *_, choice in slots]], api_visibility="private").then(**show)

@@ -29,11 +29,15 @@ from pathlib import Path
 
 import gradio as gr
 
+from api.refusals import install_refusal_handler
 from context import Context
 from db.sessions import SessionLimits
 from db.users import UserRow, get_user
+from errors import LoupeError, NotAuthenticated, NotFound, PermissionDenied
+from labeling.review import ADMIN, holds_role
 from limits import RateLimited, RequestRate
 from ui.quiet_queue import quiet
+from ui.refusals import show_refusals_everywhere
 from ui.sessions import SessionTokens
 
 API_PREFIX = "/gradio_api"
@@ -228,6 +232,7 @@ def mount_page(app, mount: PageMount, context: Context, *, auth=None, admin_root
         mount.admin_copies = WebCache(web / "admin-copies", **budget)
         _point_caches_at(admin_root, mount.admin_copies.folder)
     refuse_client_paths(blocks, mount.uploads)
+    show_refusals_everywhere(blocks)
     quiet(blocks)
     # Gradio's file route serves uploads and these folders; WebDoors decides who may ask (by role).
     served = [str(cache.folder) for cache in (mount.copies, mount.admin_copies) if cache is not None]
@@ -245,6 +250,7 @@ def mount_page(app, mount: PageMount, context: Context, *, auth=None, admin_root
     )
     mount.gradio_app = _gradio_app(app, mount.prefix)
     mount.gradio_app.uploaded_file_dir = str(mount.uploads.folder)
+    install_refusal_handler(mount.gradio_app)  # its login route refuses too many tries (429)
     if auth is not None:
         limits = SessionLimits(idle_s=settings.session_idle_s, max_s=settings.session_max_s)
         mount.tokens = SessionTokens(context.database, limits)
@@ -277,43 +283,43 @@ class WebDoors:
         user = get_user(self.context.database, name) if name else None
         return user if user and not user.disabled else None
 
-    def refusal(self, scope) -> tuple[int, str, dict] | None:
-        """(status, sentence, headers) when a request must not reach its route; None when it may."""
+    def refusal(self, scope) -> LoupeError | None:
+        """The refusal when a request must not reach its route; None when it may."""
         mount, sub = self._mount(scope["path"])
         if mount is None:
             return None
         if sub.startswith(CLOSED_ROUTES):
-            return 404, "not_found: this page does not offer that", {}
+            return NotFound("not_found: this page does not offer that")
         if sub.startswith(FILE_ROUTES):
             return self._file_refusal(mount, sub, scope)
         if sub.rstrip("/") == UPLOAD_ROUTE:
             return self._upload_refusal(mount, scope)
         return None
 
-    def _file_refusal(self, mount: PageMount, sub: str, scope) -> tuple[int, str, dict] | None:
+    def _file_refusal(self, mount: PageMount, sub: str, scope) -> LoupeError | None:
         route = next(r for r in FILE_ROUTES if sub.startswith(r))
         target = sub[len(route) :]
         if "://" in target:
-            return 403, "forbidden: this server does not fetch URLs for clients", {}
+            return PermissionDenied("forbidden: this server does not fetch URLs for clients")
         resolved = Path(target).resolve()
         if mount.admin_copies is not None and mount.admin_copies.holds(resolved):
             user = self._user(mount, scope)
-            return None if user and user.role == "admin" else (403, "forbidden: this file is for admins", {})
+            return None if holds_role(user, ADMIN) else PermissionDenied("forbidden: this file is for admins")
         if mount.uploads.holds(resolved) or mount.copies.holds(resolved):
             if mount.tokens is not None and self._user(mount, scope) is None:
-                return 401, "not_authenticated: log in first", {}
+                return NotAuthenticated("not_authenticated: log in first")
             return None
-        return 403, "forbidden: only this page's own uploads and copies are served", {}
+        return PermissionDenied("forbidden: only this page's own uploads and copies are served")
 
-    def _upload_refusal(self, mount: PageMount, scope) -> tuple[int, str, dict] | None:
+    def _upload_refusal(self, mount: PageMount, scope) -> LoupeError | None:
         if mount.admin_copies is not None:  # the review page: only the Admin tab uploads
             user = self._user(mount, scope)
-            return None if user and user.role == "admin" else (403, "forbidden: uploads here need the admin role", {})
+            return None if holds_role(user, ADMIN) else PermissionDenied("forbidden: uploads here need the admin role")
         address = scope["client"][0] if scope.get("client") else None
         try:
             self.upload_rate.take(address)
         except RateLimited as limited:
-            return 429, f"too_many_requests: {limited}", {"Retry-After": str(limited.retry_after_s)}
+            return limited
         if mount.uploads.usage()[0] >= mount.uploads.max_bytes:
             mount.uploads.sweep()  # oldest uploads go first, so a flood cannot fill the disk
         return None

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from labeling.imagecheck import ImageRejected
-from limits import RateLimited, RequestRate
-from models.predictor import NoModelYet
+from limits import RequestRate
 from models.serving import Serving
+from ui.refusals import shows_refusals
 
 NO_MODEL_YET = (
     "**No model has been trained yet.** Once an admin trains and promotes one, upload an image here to see what it is."
@@ -40,21 +39,13 @@ def make_predict_handler(serving: Serving, predict_rate: RequestRate):
     """The handler behind the Predict button, bound to the serving predictor."""
 
     def predict(request: gr.Request, image_path: str | None):  # request first: Gradio injects it only there
-        try:
-            predict_rate.take(request.client.host if request and request.client else None)
-        except RateLimited as limited:
-            raise gr.Error(f"Too many requests: {limited}.") from None
+        predict_rate.take(request.client.host if request and request.client else None)
         if not image_path:
             raise gr.Error("Upload or paste an image first.")
-        try:
-            prediction = serving.predict_bytes(Path(image_path).read_bytes(), top=TOP_CLASSES)
-        except NoModelYet:
-            raise gr.Error("No model has been trained yet, so nothing can be predicted.") from None
-        except ImageRejected as rejection:
-            raise gr.Error(f"This image cannot be used: {rejection.detail}") from None
+        prediction = serving.predict_bytes(Path(image_path).read_bytes(), top=TOP_CLASSES)
         return dict(prediction.predictions), f"Answered by model version **{prediction.model_version}**."
 
-    return predict
+    return shows_refusals(predict)
 
 
 def build_predict_page(serving: Serving, predict_rate: RequestRate, concurrency: int) -> gr.Blocks:

@@ -1,6 +1,7 @@
 """The Review tab: one image at a time from the queue, most likely wrong first, with keyboard shortcuts.
 
-Handlers call the same db/ functions as the review API, so the UI and scripts follow the same rules.
+Handlers call labeling/review.py, the same service as the review API and the CLI, so every edge follows
+the same rules; refusals are shown by ui/refusals.py.
 """
 
 from __future__ import annotations
@@ -8,15 +9,13 @@ from __future__ import annotations
 import gradio as gr
 
 from context import Context
-from db import decisions as decision_db
-from db.embeddings import score_of
 from db.labels import list_label_names
-from db.queue import QueueFilters, QueueItem, lease_next, queue_page, release_leases
-from labeling.imagecheck import ImageRejected
-from labeling.ingest import clean_label
-from labeling.scoring import scorer_name
-from ui.auth import require_role_in_handler
+from db.queue import QueueFilters, QueueItem
+from labeling import review
+from ui.auth import request_user
 from ui.markdown import md_text, short_text
+from ui.refusals import shows_refusals
+from ui.wiring import wire
 
 HOTKEY_LABELS = 9
 ANY = "(any)"
@@ -65,112 +64,80 @@ def describe(item: QueueItem) -> str:
 
 
 def make_handlers(context: Context):
-    """The Review tab's handlers, bound to this Loupe instance."""
-    database = context.database
+    """The Review tab's handlers, bound to this Loupe instance; each returns {output name: value}."""
 
-    def progress_line(session: dict, filters: QueueFilters) -> str:
-        page = queue_page(database, scorer_name(), filters, limit=1)
+    def progress_line(user, session: dict, filters: QueueFilters) -> str:
+        page = review.queue_page(context, user, filters, limit=1)
         return (
             f"Reviewed this session: **{session['reviewed']}** · wrong labels found: **{session['errors']}** · "
             f"left in this filter: **{page.unreviewed}** of {page.total}"
         )
 
-    def show_next(session: dict, label, predicted, split, unlabeled, request: gr.Request):
-        user = require_role_in_handler(context, request, "expert")
+    def show_next(session: dict, label, predicted, split, unlabeled, request: gr.Request) -> dict:
+        user = request_user(context, request)
         filters = _filters(label, predicted, split, unlabeled)
-        item = lease_next(database, scorer_name(), user.id, filters, skip=tuple(session["skipped"]))
-        labels = list_label_names(database)
-        buttons = [
-            gr.Button(value=f"{i + 1}: {short_text(labels[i])}", visible=True)
-            if i < len(labels)
-            else gr.Button(visible=False)
-            for i in range(HOTKEY_LABELS)
-        ]
+        item = review.next_item(context, user, filters, skip=tuple(session["skipped"]))
+        labels = list_label_names(context.database)
         choices = [ANY, *labels]
-        pickers = [gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)]
+        shown = {
+            "session": session,
+            "progress": progress_line(user, session, filters),
+            "label_filter": gr.Dropdown(choices=choices),
+            "predicted_filter": gr.Dropdown(choices=choices),
+            "hotkeys": [
+                gr.Button(value=f"{i + 1}: {short_text(labels[i])}", visible=True)
+                if i < len(labels)
+                else gr.Button(visible=False)
+                for i in range(HOTKEY_LABELS)
+            ],
+        }
         if item is None:
             message = (
-                "**Nothing left to review here.** Change the filter, or score new images (`server.py score`)."
-                if queue_page(database, scorer_name(), QueueFilters(), limit=1).total
-                else "**No scores yet.** An admin runs `server.py score` to rank the images."
+                "**Nothing left to review here.** Change the filter, or score new images (`loupe score`)."
+                if review.any_scores(context)
+                else "**No scores yet.** An admin runs `loupe score` to rank the images."
             )
-            return (
-                None,
-                message,
-                None,
-                session,
-                progress_line(session, filters),
-                gr.Dropdown(choices=labels),
-                *pickers,
-                *buttons,
-            )
+            return {**shown, "image": None, "facts": message, "current": None, "new_label": gr.Dropdown(choices=labels)}
         current = {"image_id": item.image_id, "last_decision_id": item.last_decision_id, "labels": labels}
-        return (
-            str(context.store.absolute(item.stored_path)),
-            describe(item),
-            current,
-            session,
-            progress_line(session, filters),
-            gr.Dropdown(choices=labels, value=None),
-            *pickers,
-            *buttons,
-        )
+        return {
+            **shown,
+            "image": str(context.store.absolute(item.stored_path)),
+            "facts": describe(item),
+            "current": current,
+            "new_label": gr.Dropdown(choices=labels, value=None),
+        }
 
-    def decide(action: str, current: dict | None, new_label: str | None, session: dict, request: gr.Request):
-        user = require_role_in_handler(context, request, "expert")
+    def decide(action: str, current: dict | None, new_label: str | None, session: dict, request: gr.Request) -> dict:
         if not current:
             raise gr.Error("There is no image to decide; press Next.")
-        if action == "relabel":
-            if not new_label:
-                raise gr.Error("Pick or type the new label first.")
-            try:
-                new_label = clean_label(new_label)
-            except ImageRejected as bad:
-                raise gr.Error(bad.detail) from None
-        try:
-            decision_db.decide(
-                database,
-                current["image_id"],
-                user.id,
-                action,
-                expected_last_id=current["last_decision_id"],
-                new_label=new_label,
-                model_version=scorer_name(),
-                score=score_of(database, scorer_name(), current["image_id"]),
-            )
-        except decision_db.StaleDecision as stale:
-            gr.Warning(f"Not saved: {stale}")
-        else:
-            session = {
-                **session,
-                "reviewed": session["reviewed"] + 1,
-                "errors": session["errors"] + (action in ("relabel", "delete")),
-            }
-        release_leases(database, user.id)
-        return session
+        review.decide(
+            context,
+            request_user(context, request),
+            current["image_id"],
+            action,
+            expected_last_id=current["last_decision_id"],
+            new_label=new_label,
+        )
+        found = review.ACTIONS[action].finds_error
+        return {"session": {**session, "reviewed": session["reviewed"] + 1, "errors": session["errors"] + found}}
 
-    def relabel_nth(number: int, current: dict | None, session: dict, request: gr.Request):
+    def relabel_nth(number: int, current: dict | None, session: dict, request: gr.Request) -> dict:
         labels = (current or {}).get("labels", [])
         if number > len(labels):
             raise gr.Error(f"There is no class number {number}.")
         return decide("relabel", current, labels[number - 1], session, request)
 
-    def skip(current: dict | None, session: dict, request: gr.Request):
-        user = require_role_in_handler(context, request, "expert")
-        release_leases(database, user.id)
+    def skip(current: dict | None, session: dict, request: gr.Request) -> dict:
+        review.skip(context, request_user(context, request))
         skipped = session["skipped"] + ([current["image_id"]] if current else [])
-        return {**session, "skipped": skipped}
+        return {"session": {**session, "skipped": skipped}}
 
-    def undo(session: dict, request: gr.Request):
-        user = require_role_in_handler(context, request, "expert")
-        try:
-            decision_db.undo_last(database, user.id)
-        except (decision_db.DecisionError, decision_db.StaleDecision) as refused:
-            raise gr.Error(str(refused)) from None
+    def undo(session: dict, request: gr.Request) -> dict:
+        review.undo(context, request_user(context, request))
         gr.Info("Undone: the image is back in the queue.")
-        return {**session, "reviewed": max(0, session["reviewed"] - 1), "skipped": []}
+        return {"session": {**session, "reviewed": max(0, session["reviewed"] - 1), "skipped": []}}
 
-    return show_next, decide, relabel_nth, skip, undo
+    return tuple(shows_refusals(handler) for handler in (show_next, decide, relabel_nth, skip, undo))
 
 
 def build_review_tab(context: Context) -> dict:
@@ -212,22 +179,48 @@ def build_review_tab(context: Context) -> dict:
         gr.Markdown(SHORTCUTS)
 
     filters = [label_filter, predicted_filter, split_filter, unlabeled]
-    shown = [image, facts, current, session, progress, new_label, label_filter, predicted_filter, *hotkeys]
-    show = {"fn": show_next, "inputs": [session, *filters], "outputs": shown, "api_visibility": "private"}
+    shown = {
+        "image": image,
+        "facts": facts,
+        "current": current,
+        "session": session,
+        "progress": progress,
+        "new_label": new_label,
+        "label_filter": label_filter,
+        "predicted_filter": predicted_filter,
+        **{f"hotkey_{i}": button for i, button in enumerate(hotkeys)},
+    }
+    show_fn, show_outputs = wire(spread_hotkeys(show_next), shown)
+    show = {"fn": show_fn, "inputs": [session, *filters], "outputs": show_outputs, "api_visibility": "private"}
 
     tab.select(**show)
     next_button.click(**show)
     for control in filters:
         control.change(**show)
-    private = {"outputs": session, "api_visibility": "private"}
-    keep.click(decide_action(decide, "keep"), inputs=[current, session], **private).then(**show)
-    delete.click(decide_action(decide, "delete"), inputs=[current, session], **private).then(**show)
-    relabel.click(relabel_action(decide), inputs=[current, new_label, session], **private).then(**show)
+
+    def on_click(button, handler, inputs):
+        event, outputs = wire(handler, {"session": session})
+        button.click(event, inputs=inputs, outputs=outputs, api_visibility="private").then(**show)
+
+    on_click(keep, decide_action(decide, "keep"), [current, session])
+    on_click(delete, decide_action(decide, "delete"), [current, session])
+    on_click(relabel, relabel_action(decide), [current, new_label, session])
     for number, button in enumerate(hotkeys, start=1):
-        button.click(nth_action(relabel_nth, number), inputs=[current, session], **private).then(**show)
-    skip_button.click(skip, inputs=[current, session], **private).then(**show)
-    undo_button.click(undo, inputs=session, **private).then(**show)
+        on_click(button, nth_action(relabel_nth, number), [current, session])
+    on_click(skip_button, skip, [current, session])
+    on_click(undo_button, undo, [session])
     return show
+
+
+def spread_hotkeys(show_next):
+    """show_next with its list of hotkey buttons given one output name each (hotkey_0 … hotkey_8)."""
+
+    def handler(session: dict, label, predicted, split, unlabeled, request: gr.Request) -> dict:
+        shown = show_next(session, label, predicted, split, unlabeled, request)
+        buttons = shown.pop("hotkeys")
+        return {**shown, **{f"hotkey_{i}": button for i, button in enumerate(buttons)}}
+
+    return handler
 
 
 # Gradio hands a handler the request only when its parameter is annotated gr.Request, so the

@@ -8,7 +8,9 @@ from pathlib import Path
 from context import Context
 from db.decisions import list_decisions
 
-COLUMNS = ["id", "time", "user", "image_id", "action", "old_label", "new_label", "scoring", "score", "undoes"]
+COLUMNS = [
+    "id", "time", "user", "image_id", "action", "old_label", "new_label", "model_version", "scoring", "score", "undoes"
+]  # fmt: skip
 
 
 def write_decision_log(context: Context, path: Path) -> int:
@@ -28,6 +30,7 @@ def write_decision_log(context: Context, path: Path) -> int:
                     d.old_label or "",
                     d.new_label or "",
                     d.model_version or "",
+                    d.scorer or "",
                     "" if d.score is None else f"{d.score:.6f}",
                     d.undoes_id or "",
                 ]

@@ -22,6 +22,7 @@ from PIL import Image
 
 from context import Context
 from db import embeddings as embedding_db
+from db import scores as score_db
 from models.embedder import Embedder, embedder_key
 
 RANKINGS = ("self_confidence", "normalized_margin", "loss")
@@ -144,7 +145,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
     labeled = [i for i, image in enumerate(images) if image.label is not None]
     unlabeled = [i for i, image in enumerate(images) if image.label is None]
     scorer = scorer_name(ranking)
-    scores: list[embedding_db.NewScore] = []
+    scores: list[score_db.NewScore] = []
     labels = np.array([images[i].label for i in labeled])
     if len(set(labels)) >= 2:
         probabilities, classes = out_of_sample_probabilities(features[labeled], labels, seed=seed)
@@ -152,7 +153,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
         values = label_error_scores(probabilities, given, ranking)
         for row, index in enumerate(labeled):
             scores.append(
-                embedding_db.NewScore(
+                score_db.NewScore(
                     image_id=images[index].image_id,
                     score=float(values[row]),
                     given_label=str(labels[row]),
@@ -168,7 +169,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
             margins = ordered[:, -1] - ordered[:, -2]
             for row, index in enumerate(unlabeled):
                 scores.append(
-                    embedding_db.NewScore(
+                    score_db.NewScore(
                         image_id=images[index].image_id,
                         score=float(1.0 - margins[row]),
                         given_label=None,
@@ -177,7 +178,7 @@ def score_images(context: Context, embedders: list[Embedder], ranking: str = DEF
                         top=top_labels(unlabeled_probabilities[row], head.classes_),
                     )
                 )
-    embedding_db.replace_scores(context.database, scorer, scores)
+    score_db.replace_scores(context.database, scorer, scores)
     return scorer
 
 
@@ -200,5 +201,5 @@ def rescore(context: Context, progress: Callable[[str, int, int], None] | None =
         report = (lambda done, total, key=embedder.key: progress(f"embed {key}", done, total)) if progress else None
         embedded += ensure_embeddings(context, embedder, report)
     scorer = score_images(context, embedders)
-    scored = embedding_db.count_scores(context.database, scorer)
+    scored = score_db.count_scores(context.database, scorer)
     return RescoreResult(scorer, scored, embedded, time.monotonic() - started)

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from context import Context
-from labeling.ingest import ImportSummary, ProgressFn, import_paths
-from labeling.store import content_hash
+from db.store import content_hash
+from labeling.imports.ingest import ImportSummary, ProgressFn, import_paths
 
 DEMO_SIZE_PX = 64
 FLIP_FRACTION = 0.10

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 import httpx
 
 from context import Context
-from labeling.imagecheck import ImageRejected, RejectReason
-from labeling.ingest import Candidate, ImportSummary, ProgressFn, Refused, import_candidates
-from labeling.safe_fetch import read_body_capped
+from labeling.imports.ingest import Candidate, ImportSummary, ProgressFn, Refused, import_candidates
+from labeling.imports.safe_fetch import read_body_capped
+from models.imagecheck import ImageRejected, RejectReason
 
 USER_AGENT = "Loupe/1.0 (image import)"
 

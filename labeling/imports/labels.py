@@ -4,7 +4,7 @@ be one safe path component, and it is shown in the UI, so it must be one line of
 Every door that creates a label goes through `clean_label`:
 
 - folder imports (the class sub-folder's name), zip imports (the class folder inside the zip), single
-  files, the CLI's `import --label` and the Admin upload's label field: `labeling.ingest.import_candidates`
+  files, the CLI's `import --label` and the Admin upload's label field: `labeling.imports.ingest.import_candidates`
   cleans each candidate's label before anything is stored (the Admin upload also checks its field up front);
 - URL lists (the list file's stem is the class): the same `import_candidates`;
 - relabel decisions: `api/review.py` and the Review tab (typed class, or a numbered class button) call it
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from labeling.imagecheck import ImageRejected, RejectReason
+from models.imagecheck import ImageRejected, RejectReason
 
 MAX_LABEL_LENGTH = 100  # characters; the review API's new_label field has the same cap
 MAX_LABEL_BYTES = 255  # UTF-8 bytes: the longest file name ext4, APFS and NTFS all accept
@@ -35,6 +35,11 @@ class BadLabel(ImageRejected):
 
     def __init__(self, detail: str):
         super().__init__(RejectReason.UNKNOWN_LABEL, detail)
+
+    @property
+    def message(self) -> str:
+        """The sentence alone: it is read where a label was typed."""
+        return self.detail
 
 
 def echo(name: str) -> str:
@@ -78,3 +83,16 @@ def clean_label(name: str) -> str:
     if problem:
         raise BadLabel(problem)
     return cleaned
+
+
+def label_for_import(field: str | None) -> str | None:
+    """A label typed for a whole import: None when blank, else its clean form, else BadLabel before anything is read.
+
+    Checked once up front (as well as per item), so a mistyped field is one message, not a rejection per image.
+    """
+    if not (field or "").strip():
+        return None
+    problem = label_problem(unicodedata.normalize("NFC", field).strip())
+    if problem:
+        raise BadLabel(f"Nothing imported: {problem}")
+    return clean_label(field)

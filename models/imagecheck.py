@@ -9,6 +9,8 @@ from enum import StrEnum
 
 from PIL import Image, UnidentifiedImageError
 
+from errors import LoupeError
+
 ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
 
 
@@ -27,13 +29,19 @@ class RejectReason(StrEnum):
     DOWNLOAD_FAILED = "download_failed"
 
 
-class ImageRejected(Exception):
-    """An item that is not imported, with the reason and a sentence for people."""
+class ImageRejected(LoupeError):
+    """An item that is not imported (or predicted), with the reason and a sentence for people."""
 
     def __init__(self, reason: RejectReason, detail: str):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.status = 413 if reason in (RejectReason.TOO_LARGE, RejectReason.TOO_MANY_PIXELS) else 400
+
+    @property
+    def message(self) -> str:
+        """The sentence with the reason's code, which scripts can match on."""
+        return f"This image cannot be used ({self.reason.value}): {self.detail}"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 from context import Context
 from db import images as image_db
 from db.schema import utcnow
+from db.store import EXPORTS_FOLDER
 from errors import LoupeError
-from labeling.decision_log import write_decision_log
-from labeling.ingest import ProgressFn
-from labeling.labels import label_problem
-from labeling.store import EXPORTS_FOLDER
+from labeling.imports.ingest import ProgressFn
+from labeling.imports.labels import label_problem
+from labeling.instance.decision_log import write_decision_log
 
 FORMATS = ("folders", "csv")
 

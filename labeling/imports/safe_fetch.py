@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlparse
 
 import httpx
 
-from labeling.imagecheck import ImageRejected, RejectReason
+from models.imagecheck import ImageRejected, RejectReason
 
 MAX_REDIRECTS = 3
 

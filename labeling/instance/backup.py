@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from context import Context
-from db.backup import BackupError, copy_sqlite, sqlite_path
 from db.schema import utcnow
+from db.sqlite_copy import BackupError, copy_sqlite, sqlite_path
 
 DATA_FOLDERS = ("images", "thumbs", "models")
 MANIFEST = "loupe-backup.json"

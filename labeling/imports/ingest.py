@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 from context import Context
 from db import images as image_db
 from db import imports as import_db
-from labeling.imagecheck import ImageRejected, RejectReason, check_image_bytes
-from labeling.labels import clean_label  # also imported from here by api/review.py and ui/review_tab.py
-from labeling.split import assign_split
-from labeling.store import content_hash
+from db.store import content_hash
+from labeling.imports.labels import clean_label  # also imported from here by api/review.py and ui/review_tab.py
+from labeling.imports.split import assign_split
+from models.imagecheck import ImageRejected, RejectReason, check_image_bytes
 
 ProgressFn = Callable[[int, int], None]  # (items done, items in all)
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db"}

@@ -1,0 +1,63 @@
+"""What a training run is asked to do: every default and every check on training parameters, declared once.
+
+The launcher, the loop's policy, the worker and the CLI's help texts all read them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from errors import LoupeError
+from models.specs import DEFAULT_ARCH
+
+SIZE_STEP = 32  # the backbones downsample by 32: other sizes lose pixels at the edges
+
+
+class BadTrainingRequest(LoupeError, ValueError):
+    """Training parameters that cannot work, with a sentence saying which."""
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """CPU-sensible defaults for a run (the lesson's fine_tune: one frozen epoch, then unfrozen ones)."""
+
+    arch: str = DEFAULT_ARCH
+    size: int = 128
+    epochs: int = 2
+    freeze_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 2e-3
+    lr_find_iterations: int = 30
+
+
+DEFAULTS = TrainingDefaults()
+
+
+def size_problem(size: int) -> str | None:
+    """Why size cannot be an image size for training, or None when it can."""
+    if size <= 0 or size % SIZE_STEP:
+        return f"the image size must be a positive multiple of {SIZE_STEP} (got {size})"
+    return None
+
+
+def epochs_problem(epochs: int, freeze_epochs: int) -> str | None:
+    """Why these epoch counts cannot make a run, or None when they can."""
+    if epochs < 0 or freeze_epochs < 0 or epochs + freeze_epochs == 0:
+        return "a retrain needs at least one epoch"
+    return None
+
+
+def run_params(**overrides) -> dict:
+    """A run's parameters: the defaults overridden by whatever is not None; BadTrainingRequest if they cannot work."""
+    params = {k: v for k, v in asdict(DEFAULTS).items() if k != "arch"}
+    params |= {"find_lr": False, "weights": None, "promote": True}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    if params["find_lr"] and overrides.get("lr") is None:
+        params["lr"] = None  # the finder's suggestion decides
+    if params["weights"] is not None:
+        params["weights"] = str(Path(params["weights"]).resolve())
+    problem = size_problem(int(params["size"])) or epochs_problem(int(params["epochs"]), int(params["freeze_epochs"]))
+    if problem:
+        raise BadTrainingRequest(problem)
+    return params
