@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import Database
 from db.labels import get_or_create_label
-from db.schema import Decision, Image, Label, ModelVersion, Score, User
+from db.schema import Decision, Image, Label, Lease, ModelVersion, Score, User
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ _LOCK_IMAGE = (
     .with_for_update(of=Image)
 )
 _APPEND_DECISION = insert(Decision).returning(Decision.id, Decision.created_at)
+_END_LEASES = delete(Lease).where(Lease.user_id == bindparam("user_id"))
 
 
 def _lock(session: Session, image_id: int, user_id: int | None, scorer: str | None) -> LockedImage | None:
@@ -136,13 +137,23 @@ def _write(session: Session, image: LockedImage, user_id: int | None, outcome: O
 
 
 def record_decision(
-    database: Database, image_id: int, user_id: int | None, plan: Plan, *, scorer: str | None = None
+    database: Database,
+    image_id: int,
+    user_id: int | None,
+    plan: Plan,
+    *,
+    scorer: str | None = None,
+    end_leases: bool = False,
 ) -> DecisionRow:
-    """Lock the image, let plan decide the outcome (or refuse), write it; one transaction."""
+    """Lock the image, let plan decide the outcome (or refuse), write it, and (end_leases) drop the
+    user's leases; one transaction."""
     with database.write() as session:
         image = _lock(session, image_id, user_id, scorer)
         outcome = plan(image)
-        return _write(session, image, user_id, outcome)
+        row = _write(session, image, user_id, outcome)
+        if end_leases and user_id is not None:
+            session.execute(_END_LEASES, {"user_id": user_id})
+        return row
 
 
 def record_undo(
@@ -150,6 +161,8 @@ def record_undo(
     user_id: int,
     undoable: Sequence[str],
     plan: Callable[[DecisionRow | None, LockedImage | None], Outcome],
+    *,
+    end_leases: bool = False,
 ) -> DecisionRow:
     """Append the decision that reverses user_id's newest undoable decision not yet undone.
 
@@ -166,7 +179,10 @@ def record_undo(
         target_row = _row(target, None) if target is not None else None
         image = _lock(session, target.image_id, user_id, target.scorer) if target is not None else None
         outcome = plan(target_row, image)
-        return _write(session, image, user_id, outcome)
+        row = _write(session, image, user_id, outcome)
+        if end_leases:
+            session.execute(_END_LEASES, {"user_id": user_id})
+        return row
 
 
 def _row(decision: Decision, user_name: str | None) -> DecisionRow:

@@ -167,8 +167,8 @@ def decide(
         new_label = clean_label(new_label)
     scorer = scorer or scorer_name()
     plan = _plan(action, image_id, expected_last_id, new_label, scorer, score)
-    row = decision_db.record_decision(context.database, image_id, user.id, plan, scorer=scorer)
-    queue_db.release_leases(context.database, user.id)
+    # A recorded decision ends the expert's lease, in the same transaction; a refused one leaves it.
+    row = decision_db.record_decision(context.database, image_id, user.id, plan, scorer=scorer, end_leases=True)
     if action.removes_files:
         image = image_db.get_image(context.database, image_id)
         for relpath in (image.stored_path, image.thumb_path):
@@ -203,9 +203,7 @@ def undo(context: Context, user: UserRow | None) -> DecisionRow:
             undoes_id=target.id,
         )
 
-    row = decision_db.record_undo(context.database, user.id, UNDOABLE, plan)
-    queue_db.release_leases(context.database, user.id)
-    return row
+    return decision_db.record_undo(context.database, user.id, UNDOABLE, plan, end_leases=True)
 
 
 @dataclass(frozen=True)

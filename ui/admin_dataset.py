@@ -83,7 +83,7 @@ def make_handlers(context: Context):
             "per_label": stats_table(context),
             "activity": activity_table(context),
             "rejections": rejections_table(context),
-            "deleted": gr.Dropdown(choices=deleted_choices(context), value=[]),
+            "deleted": gr.Dropdown(choices=deleted_choices(context), value=[], multiselect=True),
         }
 
     def apply_to_deleted(operation, verb: str):
@@ -97,7 +97,7 @@ def make_handlers(context: Context):
             gr.Info(f"{len(result.recorded)} image(s) {verb}d.")
             return {
                 "summary": stats_summary_markdown(context),
-                "deleted": gr.Dropdown(choices=deleted_choices(context), value=[]),
+                "deleted": gr.Dropdown(choices=deleted_choices(context), value=[], multiselect=True),
             }
 
         return handler
