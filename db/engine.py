@@ -12,13 +12,13 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from errors import LoupeError
+from errors import Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-class DatabaseBusy(LoupeError):
+class DatabaseBusy(Unavailable):
     """A write that waited past the busy timeout for its turn."""
 
 

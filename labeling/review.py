@@ -193,6 +193,7 @@ def undo(context: Context, user: UserRow | None) -> DecisionRow:
             raise DecisionError("there is nothing of yours to undo")
         image = _fresh(locked, target.image_id, target.id)
         action = ACTIONS[target.action]
+        require_role(user, action.role)  # taking back a restore is an admin's call, like the restore
         return Outcome(
             action=UNDO,
             status=action.applies_to,

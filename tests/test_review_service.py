@@ -109,6 +109,18 @@ def test_restore_needs_an_admin_in_the_service_and_the_admin_tab(context, people
     assert image_db.get_image(context.database, image_id).status == "active"
 
 
+def test_taking_back_a_restore_needs_an_admin_too(context, people):
+    admin, expert = people
+    image_id = deleted_image(context, people)
+    review.restore_images(context, admin, [image_id])
+    demoted = user_db.UserRow(admin.id, admin.name, "expert", False)  # the same account, seen as an expert
+    with pytest.raises(review.PermissionDenied, match="admin role"):
+        review.undo(context, demoted)
+    assert image_db.get_image(context.database, image_id).status == "active"
+    review.undo(context, admin)
+    assert image_db.get_image(context.database, image_id).status == "deleted"
+
+
 def test_restore_needs_an_admin_on_the_command_line(context, people, monkeypatch, capsys):
     image_id = deleted_image(context, people)
     monkeypatch.setenv("LOUPE_DATA_DIR", str(context.settings.data_dir))
