@@ -10,8 +10,6 @@ from sqlalchemy.orm import aliased
 from db.engine import Database
 from db.schema import DuplicatePair, Image
 
-RESOLUTIONS = ("keep_first", "keep_second", "keep_both", "keep_neither")
-
 
 @dataclass(frozen=True)
 class PairRow:

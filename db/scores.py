@@ -76,9 +76,3 @@ def count_scores(database: Database, scorer: str) -> int:
     """How many images a scoring pass scored."""
     with database.read() as session:
         return session.scalar(select(func.count()).select_from(Score).where(Score.scorer == scorer)) or 0
-
-
-def score_of(database: Database, scorer: str, image_id: int) -> float | None:
-    """An image's score in a pass, or None when it was not scored."""
-    with database.read() as session:
-        return session.scalar(select(Score.score).where(Score.scorer == scorer, Score.image_id == image_id))
