@@ -288,7 +288,7 @@ def cmd_promote(context: Context, args: argparse.Namespace) -> int:
 
 def cmd_score(context: Context, args: argparse.Namespace) -> int:
     from db.scores import top_scores
-    from labeling.ranking.scoring import rescore
+    from labeling.ranking.scoring import rescore, serving_estimate
 
     bars: dict[str, CliProgress] = {}
 
@@ -300,6 +300,9 @@ def cmd_score(context: Context, args: argparse.Namespace) -> int:
         bar.close()
     scorer = result.scorer
     print(f"scored {result.scored} images in {result.seconds:.1f} s ({result.embedded} newly embedded; {scorer})")
+    estimate = serving_estimate(context).get("estimated_wrong")
+    if estimate is not None:
+        print(f"about {estimate} labels look wrong (cleanlab's confident-learning estimate)")
     print("likeliest label errors (out-of-sample):")
     for row in top_scores(context.database, scorer, args.top):
         print(

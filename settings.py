@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -57,6 +58,10 @@ class Settings:
     scheduler: bool = True  # the retraining loop; tests and one-off commands run without it
     scheduler_tick_s: float = 5.0
     retrain_check_s: float = 30.0
+    embedding_model: Path | None = None  # an ONNX image encoder the ranking embeds with; None: built-in Lite0
+    embedding_size: int = 224  # the side, in pixels, of the square images that model takes
+    embedding_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # per RGB channel, on 0–1 pixels
+    embedding_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,9 +91,12 @@ class Settings:
 # Settings read from a variable other than LOUPE_<FIELD NAME>.
 _SPECIAL_NAMES = {"database_url": "DATABASE_URL"}
 
-# Settings read more leniently than their type's parser, as they always have been.
+# Settings read otherwise than by their type's parser: more leniently, as they always have been, or with a check.
 _SPECIAL_PARSERS: dict[str, Callable[[str], object]] = {
     "database_url": lambda raw: raw or None,  # empty: the SQLite file in the data directory
+    "embedding_model": lambda raw: Path(raw.strip()).expanduser() if raw.strip() else None,  # empty: built-in
+    "embedding_size": lambda raw: _parse_positive_int(raw),
+    "embedding_std": lambda raw: _parse_positive_floats(raw),  # a zero would divide every pixel by zero
     "scheduler": lambda raw: raw.lower() not in _FALSE_WORDS,  # on unless turned off
     "allow_private_urls": lambda raw: raw.lower() in ("1", "true", "yes"),  # off unless turned on
 }
@@ -117,6 +125,14 @@ def _parse_int(raw: str) -> int:
         raise ValueError("expected a whole number") from None
 
 
+def _parse_positive_int(raw: str) -> int:
+    """A whole number above zero."""
+    value = _parse_int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number above zero")
+    return value
+
+
 def _parse_float(raw: str) -> float:
     """A number."""
     try:
@@ -130,6 +146,25 @@ def _parse_paths(raw: str) -> tuple[Path, ...]:
     return tuple(Path(part) for part in raw.split(os.pathsep) if part)
 
 
+def _parse_three_floats(raw: str) -> tuple[float, float, float]:
+    """Three numbers separated by commas, one per RGB channel (e.g. "0.5,0.5,0.5")."""
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(value) for value in values):
+        raise ValueError("expected three numbers separated by commas (red, green, blue), e.g. 0.5,0.5,0.5")
+    return values
+
+
+def _parse_positive_floats(raw: str) -> tuple[float, float, float]:
+    """Three numbers as _parse_three_floats, each above zero."""
+    values = _parse_three_floats(raw)
+    if min(values) <= 0:
+        raise ValueError("every channel's value must be above zero")
+    return values
+
+
 _TYPE_PARSERS: dict[object, Callable[[str], object]] = {
     bool: _parse_bool,
     int: _parse_int,
@@ -137,6 +172,7 @@ _TYPE_PARSERS: dict[object, Callable[[str], object]] = {
     str: str,
     Path: Path,
     tuple[Path, ...]: _parse_paths,
+    tuple[float, float, float]: _parse_three_floats,
 }
 
 

@@ -89,7 +89,7 @@ def main() -> None:
         for seed in (1, 2)
     ]
     head = fit_head(features, labels)  # the lesson's way: losses of a model on its own training images
-    in_sample = replay(label_error_scores(head.predict_proba(features), given, "loss"), flipped)
+    in_sample = replay(label_error_scores(head.predict_proba(features), given), flipped)  # same order as loss
 
     rows = [[f"Loupe, out-of-sample, {name}", *(round(v, 3) for v in r.values())] for name, r in results.items()]
     rows.append(["lesson, in-sample top losses", *(round(v, 3) for v in in_sample.values())])

@@ -32,7 +32,7 @@ from db.users import UserRow
 from errors import Conflict, LoupeError, PermissionDenied  # noqa: F401 (PermissionDenied: callers catch it here)
 from labeling.imports.labels import clean_label
 from labeling.ranking.duplicates import PAIR_SCORER
-from labeling.ranking.scoring import scorer_name
+from labeling.ranking.scoring import serving_scorer
 
 EXPERT, ADMIN = "expert", "admin"
 UNDO = "undo"
@@ -165,7 +165,7 @@ def decide(
         if not (new_label or "").strip():
             raise DecisionError("a relabel needs the new label")
         new_label = clean_label(new_label)
-    scorer = scorer or scorer_name()
+    scorer = scorer or serving_scorer(context)
     plan = _plan(action, image_id, expected_last_id, new_label, scorer, score)
     # A recorded decision ends the expert's lease, in the same transaction; a refused one leaves it.
     row = decision_db.record_decision(context.database, image_id, user.id, plan, scorer=scorer, end_leases=True)
@@ -272,7 +272,7 @@ def queue_page(
 ) -> queue_db.QueuePage:
     """A page of the queue in review order (unreviewed first, likeliest wrong first), with its counts."""
     require_role(user, EXPERT)
-    return queue_db.queue_page(context.database, scorer_name(), filters, limit, offset, reviewing=REVIEWING)
+    return queue_db.queue_page(context.database, serving_scorer(context), filters, limit, offset, reviewing=REVIEWING)
 
 
 def next_item(
@@ -281,7 +281,7 @@ def next_item(
     """The likeliest wrong unreviewed item nobody else holds, leased to the user; None when none is left."""
     user = require_role(user, EXPERT)
     return queue_db.lease_next(
-        context.database, scorer_name(), user.id, filters, reviewing=REVIEWING, lease_s=LEASE_S, skip=skip
+        context.database, serving_scorer(context), user.id, filters, reviewing=REVIEWING, lease_s=LEASE_S, skip=skip
     )
 
 
@@ -294,7 +294,7 @@ def skip(context: Context, user: UserRow | None) -> None:
 def any_scores(context: Context) -> bool:
     """Whether the current scoring pass has ranked anything (else the queue is empty for want of scores)."""
     unfiltered = queue_db.queue_page(
-        context.database, scorer_name(), queue_db.QueueFilters(), limit=1, reviewing=REVIEWING
+        context.database, serving_scorer(context), queue_db.QueueFilters(), limit=1, reviewing=REVIEWING
     )
     return unfiltered.total > 0
 

@@ -25,7 +25,7 @@ from db.queue import QueueFilters
 from db.scores import top_scores
 from labeling import review
 from labeling.imports.ingest import import_paths
-from labeling.ranking.scoring import scorer_name
+from labeling.ranking.scoring import FOLD_SPLITS, QUICK_SPLITS, scorer_name
 from training.gate import judge
 from training.launcher import queue_run, spawn_worker, wait_for_worker
 from training.scheduler import (
@@ -51,7 +51,12 @@ def test_quick_loop_reranks_once_decisions_go_quiet(shapes_context):
     loop = LoopScheduler(context, tick_s=0.3, retrain_check_s=60)
     loop.start()
     try:
-        first = wait_until(lambda: last_rescore(context).get("rescored_at"), 120, what="the first rescore")
+        # The first pass is the quick one (one fold split); the next quiet tick refines it.
+        first = wait_until(
+            lambda: (s := last_rescore(context)).get("splits") == FOLD_SPLITS and s["rescored_at"],
+            120,
+            what="the first rescore, refined",
+        )
         expert = user_db.get_user(context.database, EXPERT[0])
         page = review.queue_page(context, expert, QueueFilters(), limit=50)
         assert page.total == 24
@@ -69,6 +74,7 @@ def test_quick_loop_reranks_once_decisions_go_quiet(shapes_context):
         assert state["decision_id"] == decision_db.newest_decision(context.database).id
         rescored = {row.image_id: row for row in top_scores(context.database, scorer_name(), limit=100)}
         assert rescored[item.image_id].given_label == flipped  # scored under its new label now
+        wait_until(lambda: last_rescore(context).get("splits") == FOLD_SPLITS, 60, what="the refined pass")
     finally:
         loop.stop()
 
@@ -265,3 +271,15 @@ def test_a_worker_that_loses_the_claim_leaves_the_winners_run_alone(context):
     run = wait_for_worker(context, run_id, loser, poll_s=0.1)
     assert loser.returncode == 2
     assert run.status == "queued" and run.worker_pid == os.getpid() and run.error is None
+
+
+def test_quick_loop_scores_fast_first_then_refines_when_quiet(shapes_context):
+    from training.scheduler import quick_loop_due, run_quick_loop
+
+    context = shapes_context
+    policy = LoopPolicy(debounce_s=0, retrain_after_decisions=0)
+    assert quick_loop_due(context, policy)["splits"] == QUICK_SPLITS  # nothing scored yet: the quick pass
+    assert run_quick_loop(context, policy, "test").splits == QUICK_SPLITS
+    assert quick_loop_due(context, policy)["splits"] == FOLD_SPLITS  # nothing new since: refine it
+    assert run_quick_loop(context, policy, "test").splits == FOLD_SPLITS
+    assert quick_loop_due(context, policy) is None  # current and refined

@@ -47,7 +47,8 @@ def test_embeddings_are_computed_once(scored):
     with context.database.read() as session:
         assert session.scalar(select(func.count()).select_from(Embedding)) == 66
     images, matrix = embedding_db.load_embeddings(context.database, embedders[0].key)
-    assert matrix.shape == (33, 1280) and np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-4)
+    # Four stage ends, each mean- and max-pooled: 2 x (80 + 112 + 192 + 320) features.
+    assert matrix.shape == (33, 1408) and np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-4)
 
 
 def test_flipped_labels_rank_first(scored):
@@ -70,7 +71,7 @@ def test_score_command_lists_the_likeliest_mistakes(scored):
     context, *_ = scored
     result = run_cli(context.settings.data_dir, "score", "--top", "4")
     assert result.returncode == 0, result.stderr
-    assert "scored 33 images" in result.stdout
+    assert "scored 33 images" in result.stdout and "labels look wrong" in result.stdout
     assert result.stdout.count("flipped-") >= 3
 
 
@@ -101,7 +102,7 @@ def test_out_of_sample_probabilities_never_see_their_own_row():
     assert probabilities[np.arange(60), given].mean() < 0.5
 
 
-@pytest.mark.parametrize("ranking", ["self_confidence", "normalized_margin", "loss"])
+@pytest.mark.parametrize("ranking", ["self_confidence", "normalized_margin", "confidence_weighted_entropy"])
 def test_rankings_order_a_confident_mistake_first(ranking):
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     given = np.array([0, 0, 0])
@@ -109,3 +110,44 @@ def test_rankings_order_a_confident_mistake_first(ranking):
     assert np.argmax(scores) == 1 and np.argmin(scores) == 0
     with pytest.raises(ValueError, match="unknown ranking"):
         label_error_scores(probabilities, given, "vibes")
+
+
+def test_the_queue_reads_the_last_default_pass_with_its_estimate(scored):
+    from labeling.ranking.scoring import serving_estimate, serving_scorer
+
+    context, embedders, _, scorer = scored
+    assert serving_scorer(context) == scorer
+    serving = serving_estimate(context)
+    assert serving["labeled"] == 32 and serving["splits"] == 3
+    assert 1 <= serving["estimated_wrong"] <= 16  # four flipped of 32; confident learning's count is near that
+    other = score_images(context, embedders, ranking="normalized_margin")
+    assert other != scorer and serving_scorer(context) == scorer  # another ranking does not take the queue
+
+
+def test_averaging_fold_splits_changes_borderline_rows_only():
+    rng = np.random.default_rng(1)
+    features = np.vstack([rng.normal(0, 1, (30, 4)), rng.normal(2, 1, (30, 4))])
+    labels = np.array(["a"] * 30 + ["b"] * 30)
+    one, _ = out_of_sample_probabilities(features, labels, splits=1)
+    three, _ = out_of_sample_probabilities(features, labels, splits=3)
+    assert np.allclose(three.sum(axis=1), 1) and not np.allclose(one, three)
+    assert np.abs(one - three).max() < 0.5  # the same heads on other splits: close, not equal
+
+
+def test_a_pass_stops_between_splits_when_told_to():
+    from labeling.ranking.scoring import ScoringStopped
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(40, 3))
+    labels = np.array(["a", "b"] * 20)
+    asked = []
+
+    def keep_going():
+        asked.append(True)
+        return False
+
+    with pytest.raises(ScoringStopped):
+        out_of_sample_probabilities(features, labels, splits=3, keep_going=keep_going)
+    assert len(asked) == 1  # the first split ran; the pass stopped before the second
+    out_of_sample_probabilities(features, labels, splits=1, keep_going=keep_going)  # one split: never asked
+    assert len(asked) == 1

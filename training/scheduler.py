@@ -28,7 +28,15 @@ from db import model_versions as version_db
 from db import runs as run_db
 from db.schema import as_utc, scheduler_jobs, utcnow
 from errors import LoupeError
-from labeling.ranking.scoring import RescoreResult, rescore, scorer_name
+from labeling.ranking.scoring import (
+    FOLD_SPLITS,
+    QUICK_SPLITS,
+    RescoreResult,
+    ScoringStopped,
+    rescore,
+    wanted_scorer,
+)
+from models.embedder import EmbeddingModelError
 from training.gate import DEFAULT_TOLERANCE
 from training.launcher import launch
 from training.params import DEFAULTS, epochs_problem, size_problem
@@ -123,24 +131,37 @@ def quick_loop_due(context: Context, policy: LoopPolicy) -> dict | None:
         "decision_id": newest.id if newest else None,
         "image_id": image_db.newest_image_id(context.database),
         "model_version": promoted.version if promoted else None,
-        "scorer": scorer_name(),
+        "scorer": wanted_scorer(context),
     }
     seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
     if all(seen.get(key) == value for key, value in marks.items()):
+        if seen.get("splits", FOLD_SPLITS) < FOLD_SPLITS:
+            return {**marks, "splits": FOLD_SPLITS}  # quiet now: refine the quick pass
         return None
     if newest and newest.id != seen.get("decision_id"):
         if utcnow() - as_utc(newest.at) < timedelta(seconds=policy.debounce_s):
             return None  # an expert is still deciding; rescoring now would be redone in a moment
-    return marks
+    # The queue follows decisions within seconds with one fold split; the next quiet tick refines it.
+    return {**marks, "splits": QUICK_SPLITS}
 
 
 def run_quick_loop(context: Context, policy: LoopPolicy, holder: str) -> RescoreResult | None:
     """Rescore if due and no other process is doing it; returns what was done, or None."""
-    marks = quick_loop_due(context, policy)
+    try:
+        marks = quick_loop_due(context, policy)
+    except EmbeddingModelError as error:
+        _record_failure(context, error)
+        return None
     if marks is None or not app_state.try_lease(context.database, QUICK_LOOP_KEY, holder, QUICK_LOOP_LEASE_S):
         return None
     try:
-        result = rescore(context)
+        try:
+            result = rescore(context, splits=marks["splits"], keep_going=lambda: _unchanged(context, marks))
+        except EmbeddingModelError as error:
+            _record_failure(context, error)
+            return None
+        except ScoringStopped:
+            return None  # a decision or an image came in: the next tick scores again (quick pass first)
         app_state.set_state(
             context.database,
             QUICK_LOOP_KEY,
@@ -155,6 +176,22 @@ def run_quick_loop(context: Context, policy: LoopPolicy, holder: str) -> Rescore
         return result
     finally:
         app_state.release_lease(context.database, QUICK_LOOP_KEY, holder)
+
+
+def _unchanged(context: Context, marks: dict) -> bool:
+    """Whether no decision and no image came in since marks were taken (a refining pass stops if one did)."""
+    newest = decision_db.newest_decision(context.database)
+    return (newest.id if newest else None) == marks["decision_id"] and image_db.newest_image_id(
+        context.database
+    ) == marks["image_id"]
+
+
+def _record_failure(context: Context, error: EmbeddingModelError) -> None:
+    """Keep the operator's model error beside the last pass's marks, once: the last ranking keeps serving."""
+    seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
+    if seen.get("error") != error.message:
+        log.error("quick loop cannot rescore: %s", error.message)
+        app_state.set_state(context.database, QUICK_LOOP_KEY, {**seen, "error": error.message})
 
 
 def last_rescore(context: Context) -> dict:

@@ -11,6 +11,7 @@ from context import Context
 from db import model_versions as version_db
 from db import runs as run_db
 from labeling import review
+from labeling.ranking.scoring import serving_estimate
 from training.scheduler import (
     LoopPolicy,
     LoopScheduler,
@@ -20,7 +21,7 @@ from training.scheduler import (
     save_policy,
 )
 from ui.auth import require_role_in_handler
-from ui.markdown import html_text
+from ui.markdown import html_text, md_text
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
@@ -57,7 +58,8 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
         if loop
         else "The scheduler is **off** in this server (LOUPE_SCHEDULER=0).",
         f"Last quick rescore: {rescored.get('rescored_at', 'never')}"
-        + (f" ({rescored.get('scored')} images in {rescored.get('seconds')} s)." if rescored else "."),
+        + (f" ({rescored.get('scored')} images in {rescored.get('seconds')} s)." if rescored.get("scored") else "."),
+        ranking_line(context),
         f"Decisions since the last training run: **{decisions_since_last_run(context)}**"
         + (
             f" (a retrain starts at {policy.retrain_after_decisions})."
@@ -66,9 +68,25 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
         ),
         f"Training now: run {active.id} ({active.status})." if active else "No training run is active.",
     ]
+    if rescored.get("error"):
+        lines.append(f"**The quick loop cannot rescore:** {md_text(rescored['error'])} The last ranking keeps serving.")
     if loop:
         lines += [f"- next {name}: {when}" for name, when in loop.jobs()]
     return "\n\n".join(lines)
+
+
+def ranking_line(context: Context) -> str:
+    """Which scoring pass the queue reads, and cleanlab's estimate of the wrong labels left in it."""
+    serving = serving_estimate(context)
+    if not serving:
+        return "The queue has no ranking yet."
+    estimate = serving.get("estimated_wrong")
+    left = (
+        f" It estimates **{estimate}** of {serving.get('labeled')} labels are wrong (confident learning)."
+        if estimate is not None
+        else ""
+    )
+    return f"The queue reads the pass `{serving['scorer']}`.{left}"
 
 
 def entered_number(value, what: str, kind: type = float) -> float | int:
