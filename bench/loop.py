@@ -131,6 +131,7 @@ def main() -> None:
             decided_at = time.monotonic()
             wait_for(lambda: last_rescore(context).get("decision_id") == last_decision, 600, "the quick loop")
             requeue_seconds = time.monotonic() - decided_at
+            quick_pass_seconds = last_rescore(context)["seconds"]
 
             print("waiting for the scheduled retrain …")
             run = wait_for(
@@ -155,6 +156,7 @@ def main() -> None:
         [
             ["labels fixed by the expert", f"{fixed} of {args.decisions} reviewed"],
             ["seconds until the queue re-ranked", requeue_seconds],
+            ["… of which the quick pass itself", quick_pass_seconds],
             ["still-wrong labels in the top 10%, before", f"{recall_before:.3f} of {wrong_before}"],
             ["… after the scheduled retrain", f"{recall_after:.3f} of {wrong_before - fixed}"],
             ["gate", gate["reason"]],
@@ -165,6 +167,7 @@ def main() -> None:
         json.dumps(
             {
                 "requeue_seconds": round(requeue_seconds, 2),
+                "quick_pass_seconds": quick_pass_seconds,
                 "recall_before": round(recall_before, 4),
                 "recall_after": round(recall_after, 4),
                 "debounce_s": args.debounce,

@@ -32,6 +32,7 @@ from training.learner import ReportProgress, build_learner
 from training.params import DEFAULTS
 
 HEARTBEAT_S = 10
+NICENESS = 10  # added to the worker's CPU niceness (0 is normal, 19 the lowest priority)
 LR_MULT = 100  # the body learns this many times slower than the head after unfreezing
 
 
@@ -147,6 +148,9 @@ def train_run(context: Context, run_id: int) -> str | None:
 def main(argv: list[str]) -> int:
     """Entry point of the training process."""
     run_id = int(argv[0])
+    # Training is background work: on a CPU it yields to the web processes beside it (predictions, and
+    # the quick loop that re-ranks the queue after an expert's decisions), which otherwise wait on it.
+    os.nice(NICENESS)
     context = Context.open(Settings.from_env())
     if not run_db.claim_run(context.database, run_id):
         print(f"training run {run_id} is not waiting for a worker", file=sys.stderr)
