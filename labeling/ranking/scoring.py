@@ -125,6 +125,10 @@ def out_of_sample_probabilities(
     Averaged over `splits` different K-fold splits (seeds seed, seed + 1, ...): one split puts each image
     beside one random four fifths of the rest, and which ones moves a borderline image by a few places.
     keep_going is asked before each split after the first; False raises ScoringStopped.
+
+    One split gives what cleanlab's estimate_cv_predicted_probabilities gives (the same folds and head:
+    largest difference 0.000 on the digits), but fits the folds in threads, takes a stop between splits
+    and tolerates a class missing from a training fold, so it stays ours.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
