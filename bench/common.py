@@ -66,6 +66,28 @@ def write_head_only_version(context: Context, version: str, classes: list[str], 
     version_db.add_version(context.database, version, None, str(path.relative_to(context.settings.data_dir)), {})
 
 
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a wrong label outranks a right one (ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def replay(scores: np.ndarray, wrong: np.ndarray) -> dict:
+    """An expert reviewing the queue from the highest score down: what they find, and when."""
+    order = np.argsort(-scores, kind="stable")
+    found = np.cumsum(wrong[order])
+    n = int(wrong.sum())
+    return {
+        "precision_at_n": float(found[n - 1] / n),
+        "recall_at_10pct": float(found[int(0.10 * len(order)) - 1] / n),
+        "recall_at_20pct": float(found[int(0.20 * len(order)) - 1] / n),
+        "auroc": auroc(scores, wrong),
+    }
+
+
 def print_table(title: str, headers: list[str], rows: list[list]) -> None:
     """A plain aligned table on stdout."""
     cells = [headers] + [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]

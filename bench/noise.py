@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import open_instance, print_table
+from common import open_instance, print_table, replay
 
 from db import images as image_db
 from labeling.imports.demo import import_demo, read_flipped
@@ -34,28 +34,6 @@ from labeling.ranking.scoring import (
     load_features,
     out_of_sample_probabilities,
 )
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a flipped image outranks a clean one (ties count half)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def replay(scores: np.ndarray, flipped: np.ndarray) -> dict:
-    """An expert reviewing from the highest score down."""
-    order = np.argsort(-scores, kind="stable")
-    found = np.cumsum(flipped[order])
-    n = int(flipped.sum())
-    return {
-        "precision_at_n": float(found[n - 1] / n),
-        "recall_at_10pct": float(found[int(0.10 * len(order)) - 1] / n),
-        "recall_at_20pct": float(found[int(0.20 * len(order)) - 1] / n),
-        "auroc": auroc(scores, flipped),
-    }
 
 
 def main() -> None:

@@ -35,12 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import print_table
+from common import print_table, replay
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ranking_data import DATASETS, cache_dir, load  # noqa: E402
 
+from labeling.imports.demo import flipped_labels  # noqa: E402
 from labeling.ranking.scoring import (  # noqa: E402
     FEATURE_SIZES,
     FOLD_SPLITS,
@@ -52,7 +53,6 @@ from labeling.ranking.scoring import (  # noqa: E402
 )
 from models.embedder import Embedder  # noqa: E402
 
-UNIFORM_FRACTION = 0.10
 BIASED_FRACTION = 0.25
 METHODS = ("lesson", "before", "quick", "loupe")
 
@@ -81,15 +81,6 @@ def embeddings(dataset: str, paths: list[Path], stages: bool) -> np.ndarray:
     return matrix
 
 
-def uniform_noise(truth: np.ndarray, classes: int, seed: int) -> np.ndarray:
-    """A copy of the labels where UNIFORM_FRACTION of them name another class at random (the demo's rule)."""
-    rng = np.random.default_rng(seed)
-    given = truth.copy()
-    for index in rng.choice(len(truth), size=round(len(truth) * UNIFORM_FRACTION), replace=False):
-        given[index] = (truth[index] + rng.integers(1, classes)) % classes
-    return given
-
-
 def biased_noise(truth: np.ndarray, classes: int, plain: np.ndarray, seed: int) -> np.ndarray:
     """A copy where a few classes each lose BIASED_FRACTION of their images to their most similar class."""
     rng = np.random.default_rng(seed)
@@ -102,28 +93,6 @@ def biased_noise(truth: np.ndarray, classes: int, plain: np.ndarray, seed: int) 
         rows = np.flatnonzero(truth == source)
         given[rng.choice(rows, size=round(len(rows) * BIASED_FRACTION), replace=False)] = similarity[source].argmax()
     return given
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a wrong label outranks a right one (ties count half)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def replay(scores: np.ndarray, wrong: np.ndarray) -> dict:
-    """An expert reviewing from the highest score down."""
-    order = np.argsort(-scores, kind="stable")
-    found = np.cumsum(wrong[order])
-    n = int(wrong.sum())
-    return {
-        "precision_at_n": float(found[n - 1] / n),
-        "recall_at_10pct": float(found[int(0.10 * len(order)) - 1] / n),
-        "recall_at_20pct": float(found[int(0.20 * len(order)) - 1] / n),
-        "auroc": auroc(scores, wrong),
-    }
 
 
 def rank(method: str, features: dict, given: np.ndarray, shared: dict) -> np.ndarray:
@@ -191,7 +160,7 @@ def main() -> None:
         sizes[dataset] = (len(paths), len(class_names), time.monotonic() - started)
         for seed in seeds:
             noises = {
-                "uniform": uniform_noise(truth, len(class_names), seed),
+                "uniform": flipped_labels(truth, seed=seed, classes=len(class_names)),  # the demo's rule, 10%
                 "biased": biased_noise(truth, len(class_names), plain, seed),
             }
             for noise, given in noises.items():

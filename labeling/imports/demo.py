@@ -29,13 +29,15 @@ def digit_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def flipped_labels(true_labels: np.ndarray, fraction: float = FLIP_FRACTION, seed: int = FLIP_SEED) -> np.ndarray:
-    """A copy of the labels where `fraction` of them are changed to another digit."""
+def flipped_labels(
+    true_labels: np.ndarray, fraction: float = FLIP_FRACTION, seed: int = FLIP_SEED, classes: int = 10
+) -> np.ndarray:
+    """A copy of the labels (0 .. classes - 1) where `fraction` of them are changed to another class at random."""
     rng = np.random.default_rng(seed)
     given = true_labels.copy()
     chosen = rng.choice(len(given), size=round(len(given) * fraction), replace=False)
     for index in chosen:
-        given[index] = (true_labels[index] + rng.integers(1, 10)) % 10
+        given[index] = (true_labels[index] + rng.integers(1, classes)) % classes
     return given
 
 
