@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.onnx_cpu import cpu_session
 from models.preprocess import prepare
-from models.specs import DEFAULT_ARCH, spec_for
+from models.specs import DEFAULT_ARCH, IMAGENET_STATS, spec_for
 from settings import SettingError, Settings
 
 EMBED_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = (tuple(values) for values in IMAGENET_STATS)
 
 
 def embedder_key(size: int = EMBED_SIZE, arch: str = DEFAULT_ARCH, stages: bool = False) -> str:
@@ -115,24 +115,18 @@ class Embedder:
         weights=None,
         stages: bool = False,
     ):
-        import onnxruntime
-
         self.size = size
         self.spec = spec_for(arch)
         self.key = embedder_key(size, arch, stages)
         path = Path(data_dir) / "embedder" / f"{self.key}.onnx"
         if not path.exists():
             export_embedder(path, size, arch, weights, stages)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(path, threads)
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """(N, D) float32 embeddings, each of unit length (D: 1280 for Lite0, 1,408 with stages)."""
         batch = np.stack([prepare(image, self.size, self.spec.mean, self.spec.std) for image in images])
-        vectors = self._session.run(None, {"x": batch})[0].astype(np.float32)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return _unit_vectors(self._session.run(None, {"x": batch})[0])
 
 
 class EmbeddingModelError(SettingError):
@@ -205,14 +199,9 @@ class FileEmbedder:
         return digest.hexdigest()
 
     def _load(self, threads: int):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             # From the path, not the bytes hashed: a large model keeps its weights in files beside it.
-            return onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            return cpu_session(self.path, threads)
         except Exception as error:  # onnxruntime raises one class per failure; every one means "cannot load"
             raise self._refuse(f"is not an ONNX model onnxruntime can load: {_short_reason(error)}") from None
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from errors import Conflict
+from models.onnx_cpu import cpu_session
 from models.preprocess import prepare
 from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, read_meta
 
@@ -50,16 +51,7 @@ class LoadedModel:
         self.mean, self.std = meta["mean"], meta["std"]
         self.backend = "onnx" if meta.get("onnx") and (folder / ONNX_FILE).exists() else "torch"
         if self.backend == "onnx":
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # Spinning idle threads would steal the cores a training run needs.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = onnxruntime.InferenceSession(
-                str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = cpu_session(folder / ONNX_FILE, threads)
         else:
             from fastai.learner import load_learner
 
