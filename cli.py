@@ -288,7 +288,7 @@ def cmd_promote(context: Context, args: argparse.Namespace) -> int:
 
 def cmd_score(context: Context, args: argparse.Namespace) -> int:
     from db.scores import top_scores
-    from labeling.ranking.scoring import rescore, serving_estimate
+    from labeling.ranking.scoring import rescore, serving_pass
 
     bars: dict[str, CliProgress] = {}
 
@@ -300,7 +300,7 @@ def cmd_score(context: Context, args: argparse.Namespace) -> int:
         bar.close()
     scorer = result.scorer
     print(f"scored {result.scored} images in {result.seconds:.1f} s ({result.embedded} newly embedded; {scorer})")
-    estimate = serving_estimate(context).get("estimated_wrong")
+    estimate = serving_pass(context).get("estimated_wrong")
     if estimate is not None:
         print(f"about {estimate} labels look wrong (cleanlab's confident-learning estimate)")
     print("likeliest label errors (out-of-sample):")

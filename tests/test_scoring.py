@@ -113,11 +113,11 @@ def test_rankings_order_a_confident_mistake_first(ranking):
 
 
 def test_the_queue_reads_the_last_default_pass_with_its_estimate(scored):
-    from labeling.ranking.scoring import serving_estimate, serving_scorer
+    from labeling.ranking.scoring import serving_pass, serving_scorer
 
     context, embedders, _, scorer = scored
     assert serving_scorer(context) == scorer
-    serving = serving_estimate(context)
+    serving = serving_pass(context)
     assert serving["labeled"] == 32 and serving["splits"] == 3
     assert 1 <= serving["estimated_wrong"] <= 16  # four flipped of 32; confident learning's count is near that
     other = score_images(context, embedders, ranking="normalized_margin")

@@ -11,7 +11,7 @@ from context import Context
 from db import model_versions as version_db
 from db import runs as run_db
 from labeling import review
-from labeling.ranking.scoring import serving_estimate
+from labeling.ranking.scoring import serving_pass
 from training.scheduler import (
     LoopPolicy,
     LoopScheduler,
@@ -77,7 +77,7 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
 
 def ranking_line(context: Context) -> str:
     """Which scoring pass the queue reads, and cleanlab's estimate of the wrong labels left in it."""
-    serving = serving_estimate(context)
+    serving = serving_pass(context)
     if not serving:
         return "The queue has no ranking yet."
     estimate = serving.get("estimated_wrong")

@@ -105,7 +105,7 @@ def serving_scorer(context: Context) -> str:
     So a new method or a new encoder is scored in full before the queue switches to it, and a broken
     encoder file leaves the last good ranking serving.
     """
-    return app_state.get_state(context.database, SERVING_KEY).get("scorer") or scorer_name()
+    return serving_pass(context).get("scorer") or scorer_name()
 
 
 class ScoringStopped(Exception):
@@ -263,8 +263,8 @@ def score_images(
     return scorer
 
 
-def serving_estimate(context: Context) -> dict:
-    """The serving pass's name, how many labeled images it scored and how many it estimated wrong."""
+def serving_pass(context: Context) -> dict:
+    """The pass the queue reads: its name, splits, labeled images scored and how many it estimated wrong."""
     return app_state.get_state(context.database, SERVING_KEY)
 
 
