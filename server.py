@@ -35,6 +35,7 @@ def build_app(context: Context):
     from ui.auth import make_login_check
     from ui.mounts import PageMount, Sweeper, WebDoors, mount_page
     from ui.predict_page import build_predict_page
+    from ui.readable import READABLE_SCRIPT
     from ui.review_page import build_review_page
     from ui.review_tab import REVIEW_CSS, SHORTCUT_SCRIPT
 
@@ -78,7 +79,7 @@ def build_app(context: Context):
         context,
         auth=make_login_check(context, logins),
         admin_root=admin_tab,
-        head=SHORTCUT_SCRIPT,
+        head=SHORTCUT_SCRIPT + READABLE_SCRIPT,
         css=REVIEW_CSS,
     )
     return mount_page(app, public, context)

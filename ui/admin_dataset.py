@@ -14,6 +14,7 @@ from labeling import review
 from labeling.imports.ingest import import_paths
 from labeling.imports.labels import label_for_import
 from labeling.instance.export import FORMATS, export_archive
+from ui import readable
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text
 from ui.refusals import shows_refusals
@@ -29,13 +30,14 @@ def stats_summary_markdown(context: Context) -> str:
     """The headline counts as a short Markdown paragraph."""
     stats = dataset_stats(context.database)
     counts = review.review_counts(context)
+    n = readable.count
     return (
-        f"**{stats.total}** images: **{stats.active}** active "
-        f"({stats.by_split.get('train', 0)} train, {stats.by_split.get('valid', 0)} valid), "
-        f"**{stats.unlabeled}** unlabeled, **{stats.deleted}** deleted, "
-        f"**{stats.rejected}** rejected at import. Review: **{counts.reviewed}** images reviewed, "
-        f"**{counts.relabeled}** relabeled ({counts.decisions} decisions logged); "
-        f"**{count_pending(context.database)}** duplicate pairs pending."
+        f"**{n(stats.total)}** images: **{n(stats.active)}** active "
+        f"({n(stats.by_split.get('train', 0))} train, {n(stats.by_split.get('valid', 0))} valid), "
+        f"**{n(stats.unlabeled)}** unlabeled, **{n(stats.deleted)}** deleted, "
+        f"**{n(stats.rejected)}** rejected at import. Review: **{n(counts.reviewed)}** images reviewed, "
+        f"**{n(counts.relabeled)}** relabeled ({n(counts.decisions)} decisions logged); "
+        f"**{n(count_pending(context.database))}** duplicate pairs pending."
     )
 
 
@@ -43,7 +45,7 @@ def activity_table(context: Context) -> pd.DataFrame:
     """Decisions per reviewer and action."""
     rows = [
         [a.user_name, a.decisions, *(a.by_action.get(action, 0) for action in ACTIVITY_ACTIONS),
-         a.last_at.strftime("%Y-%m-%d %H:%M") if a.last_at else ""]
+         readable.when(a.last_at) if a.last_at else ""]
         for a in reviewer_activity(context.database)
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=ACTIVITY_COLUMNS)
@@ -150,7 +152,12 @@ def build_dataset_section(context: Context) -> dict:
     summary = gr.Markdown(elem_id="admin-stats-summary")
     with gr.Row():
         per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
-        activity = gr.Dataframe(headers=ACTIVITY_COLUMNS, label="Reviewer activity", interactive=False)
+        activity = gr.Dataframe(
+            headers=ACTIVITY_COLUMNS,
+            datatype=readable.column_types(ACTIVITY_COLUMNS, ("last decision",)),
+            label="Reviewer activity",
+            interactive=False,
+        )
     refresh_button = gr.Button("Refresh", size="sm")
     gr.Markdown("### Upload images")
     files = gr.File(

@@ -10,7 +10,7 @@ from db import runs as run_db
 from labeling import review
 from training.launcher import launch
 from training.scheduler import load_policy
-from ui import charts
+from ui import charts, readable
 from ui.admin_models import entered_number
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
@@ -23,7 +23,7 @@ RUN_COLUMNS = [
     "trigger",
     "device",
     "started",
-    "seconds",
+    "took",
     "images",
     "decisions",
     "progress",
@@ -70,8 +70,8 @@ def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
                 run.status,
                 run.trigger,
                 run.device or "",
-                run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "",
-                round(run.seconds, 1) if run.seconds is not None else None,
+                readable.when(run.started_at) if run.started_at else "",
+                readable.duration(run.seconds),
                 run.image_count,
                 included.get(run.id, 0),
                 progress_text(run),
@@ -96,6 +96,9 @@ def run_summary(run: run_db.RunRow) -> str:
         f"{run.image_count or '—'} images · epochs {run.params.get('freeze_epochs')} frozen + "
         f"{run.params.get('epochs')} unfrozen · learning rate {m.get('lr') or run.params.get('lr') or 'found'}",
     ]
+    if run.started_at:
+        took = "running for" if run.status in run_db.ACTIVE_STATUSES else "took"
+        lines.append(f"Started {readable.when(run.started_at)} · {took} {readable.duration(run.seconds)}")
     if run.status in run_db.ACTIVE_STATUSES:
         lines.append(f"Now: {progress_text(run)}")
     if m.get("error_rate") is not None:
@@ -228,7 +231,13 @@ def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
         find_lr = gr.Checkbox(label="Find the learning rate first", value=False)
     retrain_button = gr.Button("Retrain now", variant="primary", elem_id="retrain-now")
     gr.Markdown("### Training runs")
-    table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="runs-table", label="Newest first")
+    table = gr.Dataframe(
+        headers=RUN_COLUMNS,
+        datatype=readable.column_types(RUN_COLUMNS, ("started",)),
+        interactive=False,
+        elem_id="runs-table",
+        label="Newest first",
+    )
     with gr.Row():
         chosen = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="run-choice", scale=3)
         cancel_button = gr.Button("Cancel run", size="sm", variant="stop")

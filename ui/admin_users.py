@@ -9,6 +9,7 @@ from context import Context
 from db import users as user_db
 from db.decisions import reviewer_activity
 from labeling import review
+from ui import readable
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text
 from ui.refusals import shows_refusals
@@ -29,7 +30,7 @@ def users_table(context: Context) -> pd.DataFrame:
                 user.role,
                 "disabled" if user.disabled else "enabled",
                 done.decisions if done else 0,
-                done.last_at.strftime("%Y-%m-%d %H:%M") if done and done.last_at else "",
+                readable.when(done.last_at) if done and done.last_at else "",
             ]
         )
     return pd.DataFrame(rows, columns=USER_COLUMNS)
@@ -80,7 +81,12 @@ def make_handlers(context: Context):
 def build_users_section(context: Context) -> dict:
     """The Users section's components and wiring; returns the handler that fills it."""
     refresh, add, reset, disable, enable = make_handlers(context)
-    table = gr.Dataframe(headers=USER_COLUMNS, interactive=False, elem_id="users-table")
+    table = gr.Dataframe(
+        headers=USER_COLUMNS,
+        datatype=readable.column_types(USER_COLUMNS, ("last decision",)),
+        interactive=False,
+        elem_id="users-table",
+    )
     gr.Markdown("### Add an account")
     with gr.Row():
         new_name = gr.Textbox(label="Name", max_lines=1, elem_id="new-user-name")

@@ -62,7 +62,12 @@ def fit_head(features: np.ndarray, labels: np.ndarray, seed: int = 0):
 
 def load_features(context: Context, embedders: list[Embedder]) -> tuple[list[embedding_db.EmbeddedImage], np.ndarray]:
     """Active images embedded by every embedder, with their embeddings side by side."""
-    tables = [embedding_db.load_embeddings(context.database, embedder.key) for embedder in embedders]
+    return load_keyed_features(context, [embedder.key for embedder in embedders])
+
+
+def load_keyed_features(context: Context, keys: list[str]) -> tuple[list[embedding_db.EmbeddedImage], np.ndarray]:
+    """Active images with a cached embedding under every key, with the embeddings side by side."""
+    tables = [embedding_db.load_embeddings(context.database, key) for key in keys]
     common = set.intersection(*({image.image_id for image in images} for images, _ in tables))
     images = [image for image in tables[0][0] if image.image_id in common]
     blocks = []
@@ -75,6 +80,11 @@ def load_features(context: Context, embedders: list[Embedder]) -> tuple[list[emb
 def scorer_for(embedder_keys: list[str], ranking: str = DEFAULT_RANKING) -> str:
     """The name a scoring pass on these embedders' features is stored under."""
     return f"heads:{'+'.join(embedder_keys)}:{ranking}"
+
+
+def scorer_keys(scorer: str) -> list[str]:
+    """The embedder keys a pass name was made from (the inverse of scorer_for)."""
+    return scorer.split(":")[1].split("+")
 
 
 def scorer_name(ranking: str = DEFAULT_RANKING) -> str:
@@ -106,6 +116,16 @@ def serving_scorer(context: Context) -> str:
     encoder file leaves the last good ranking serving.
     """
     return serving_pass(context).get("scorer") or scorer_name()
+
+
+def serving_features(context: Context) -> tuple[list[embedding_db.EmbeddedImage], np.ndarray]:
+    """The features the queue's ranking was scored on (head_features), for the dataset map and neighbours.
+
+    Read from the embeddings cached for the serving pass, so nothing is embedded here; images added
+    since that pass are missing until the next one.
+    """
+    images, features = load_keyed_features(context, scorer_keys(serving_scorer(context)))
+    return images, (head_features(features) if images else features)
 
 
 class ScoringStopped(Exception):
