@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -164,5 +164,15 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
                 )
             )
         return {"decision": asdict(row)}
+
+    @router.get(
+        "/images/{image_id}/evidence",
+        summary="Confidently-labeled look-alikes of an image: of its current class and of the predicted class",
+    )
+    async def get_evidence(
+        image_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], user: UserRow = Depends(logged_in)
+    ) -> dict:
+        found = await run_in_threadpool(review.evidence, context, user, image_id)
+        return asdict(found)
 
     return router

@@ -15,6 +15,7 @@ from limits import RequestRate
 from models.imagecheck import ImageRejected, RejectReason
 from models.predictor import NoModelYet, Prediction
 from models.serving import Serving
+from ui.predict_page import no_model_sentence
 
 
 class PredictionOut(BaseModel):
@@ -54,7 +55,7 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
         summary="Classify an uploaded image (multipart field `file`)",
         responses={
             400: {"description": "not an image"},
-            409: {"description": "no model yet"},
+            409: {"description": "no model yet; the detail says whether the first one is training, and its ETA"},
             413: {},
             429: {"description": "too many requests from this address"},
         },
@@ -62,7 +63,14 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
     )
     async def predict(file: UploadFile = File(...)) -> PredictionOut:
         data = await _read_capped(file, settings.max_image_bytes)
-        return _answer(await run_in_threadpool(serving.predict_bytes, data))
+
+        def predict_or_say_why_not() -> Prediction:
+            try:
+                return serving.predict_bytes(data)
+            except NoModelYet:  # the same sentence as the Predict page: training, queued, or what is missing
+                raise NoModelYet(no_model_sentence(context)) from None
+
+        return _answer(await run_in_threadpool(predict_or_say_why_not))
 
     @router.get(
         "/classify-url",

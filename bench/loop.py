@@ -98,6 +98,7 @@ def main() -> None:
         flipped = read_flipped(context.settings.data_dir)
         expert = user_db.add_user(context.database, "bench-expert", "expert", "bench-password")
         policy = LoopPolicy(
+            first_model=False,  # v1 is launched below, by hand, to time it
             debounce_s=args.debounce,
             retrain_after_decisions=args.decisions,
             size=args.size,

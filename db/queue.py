@@ -26,6 +26,7 @@ class QueueFilters:
     split: str | None = None
     reviewed: bool | None = None
     unlabeled: bool = False  # the active-learning queue of images without a label
+    image_ids: tuple[int, ...] | None = None  # only these images (a selection made on the map); () matches none
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,14 @@ class QueuePage:
     unreviewed: int = 0
 
 
-def _reviewed_clause(reviewing: Sequence[str]):
+def reviewed_clause(reviewing: Sequence[str]):
     """An image counts as reviewed when it has a decision of a reviewing action that was not undone."""
     undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
     return exists().where(Decision.image_id == Image.id, Decision.action.in_(reviewing), Decision.id.not_in(undone))
 
 
 def _base_query(scorer: str, filters: QueueFilters, reviewing: Sequence[str]):
-    reviewed = _reviewed_clause(reviewing)
+    reviewed = reviewed_clause(reviewing)
     last_decision = select(func.max(Decision.id)).where(Decision.image_id == Image.id).scalar_subquery()
     query = (
         select(Image, Label.name, Score, reviewed.label("reviewed"), last_decision.label("last_decision_id"))
@@ -78,6 +79,8 @@ def _base_query(scorer: str, filters: QueueFilters, reviewing: Sequence[str]):
         query = query.where(Image.split == filters.split)
     if filters.reviewed is not None:
         query = query.where(reviewed if filters.reviewed else ~reviewed)
+    if filters.image_ids is not None:
+        query = query.where(Image.id.in_(filters.image_ids))
     return query, reviewed
 
 
@@ -169,3 +172,15 @@ def release_leases(database: Database, user_id: int) -> None:
     """Give back whatever the user holds (after a decision, a skip or a logout)."""
     with database.write() as session:
         session.execute(delete(Lease).where(Lease.user_id == user_id))
+
+
+def labeled_image_ids(database: Database, label: str) -> list[int]:
+    """The active images whose current label is label."""
+    with database.read() as session:
+        return list(
+            session.scalars(
+                select(Image.id)
+                .join(Label, Image.label_id == Label.id)
+                .where(Label.name == label, Image.status == "active")
+            )
+        )

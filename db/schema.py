@@ -228,6 +228,26 @@ class DuplicatePair(Base):
     __table_args__ = (UniqueConstraint("first_id", "second_id"),)
 
 
+class DatasetMap(Base):
+    """A 2-D map of the active images' features, computed after a rescore; the newest row is the one shown.
+
+    pass_stamp says which scoring pass it was made from (db/dataset_maps.py pass_stamp), so a map is
+    rebuilt only when the pass changed. image_ids (int64) and xy (float32, N x 2) are numpy bytes.
+    """
+
+    __tablename__ = "dataset_maps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scorer: Mapped[str] = mapped_column(String(200))
+    pass_stamp: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    image_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    xy: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AppState(Base):
     """Small named JSON values shared by every process: the loop's policy, what the quick loop last saw."""
 

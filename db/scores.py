@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 
 from db.engine import Database
-from db.schema import Image, Score
+from db.queue import reviewed_clause  # the queue's own meaning of "reviewed"
+from db.schema import AppState, Embedding, Image, Label, Score
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,79 @@ def count_scores(database: Database, scorer: str) -> int:
     """How many images a scoring pass scored."""
     with database.read() as session:
         return session.scalar(select(func.count()).select_from(Score).where(Score.scorer == scorer)) or 0
+
+
+def score_of(database: Database, scorer: str, image_id: int) -> ScoredImage | None:
+    """One image's result in a scoring pass, or None when the pass did not score it."""
+    with database.read() as session:
+        row = session.execute(
+            select(Score, Image.original_name)
+            .join(Image, Image.id == Score.image_id)
+            .where(Score.scorer == scorer, Score.image_id == image_id)
+        ).first()
+    if row is None:
+        return None
+    score, name = row
+    return ScoredImage(
+        score.image_id, name, score.score, score.given_label, score.predicted_label, list(score.top or [])
+    )
+
+
+@dataclass(frozen=True)
+class ConfidentImage:
+    """An active image whose current label is trusted: an expert reviewed it, or the pass is sure of it."""
+
+    image_id: int
+    stored_path: str
+    thumb_path: str
+    original_name: str
+    reviewed: bool
+    # The pass's out-of-sample probability of the current label, when it scored that label.
+    given_probability: float | None
+
+
+def confident_images(
+    database: Database,
+    scorer: str,
+    label: str,
+    *,
+    min_probability: float,
+    reviewing: Sequence[str],
+    among: Sequence[int] | None = None,
+) -> list[ConfidentImage]:
+    """Active images (of among, when given) labeled label now that an expert reviewed (a reviewing decision
+    not undone) or that the pass scored with that same label at min_probability or more."""
+    reviewed = reviewed_clause(reviewing)
+    sure = and_(
+        Score.given_label == label,
+        Score.given_probability >= min_probability,
+    )
+    query = (
+        select(
+            Image.id,
+            Image.stored_path,
+            Image.thumb_path,
+            Image.original_name,
+            reviewed.label("reviewed"),
+            Score.given_probability,
+            sure.label("sure"),
+        )
+        .join(Label, Image.label_id == Label.id)
+        .outerjoin(Score, and_(Score.image_id == Image.id, Score.scorer == scorer))
+        .where(Image.status == "active", Label.name == label, or_(reviewed, sure))
+    )
+    if among is not None:
+        query = query.where(Image.id.in_(list(among)))
+    with database.read() as session:
+        rows = session.execute(query).all()
+    # A probability scored for another label (the image was relabeled since) says nothing about this one.
+    return [ConfidentImage(*card, bool(r), p if s else None) for *card, r, p, s in rows]
+
+
+def embedding_marker(database: Database, embedder: str, state_key: str) -> tuple:
+    """(embeddings cached under embedder, when the app_state row state_key last changed): cheap reads
+    that change when a scoring pass embeds new images or is stored."""
+    with database.read() as session:
+        embedded = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.embedder == embedder))
+        stamp = session.scalar(select(AppState.updated_at).where(AppState.key == state_key))
+    return embedded or 0, stamp.isoformat() if stamp else None

@@ -25,12 +25,14 @@ from db import decisions as decision_db
 from db import duplicate_pairs as pair_db
 from db import images as image_db
 from db import queue as queue_db
+from db import scores as score_db
 from db.decisions import DecisionRow, LockedImage, Outcome
 from db.stats import ReviewCounts
 from db.stats import review_counts as count_reviews
 from db.users import UserRow
 from errors import Conflict, LoupeError, PermissionDenied  # noqa: F401 (PermissionDenied: callers catch it here)
 from labeling.imports.labels import clean_label
+from labeling.ranking import neighbours
 from labeling.ranking.duplicates import PAIR_SCORER
 from labeling.ranking.scoring import serving_scorer
 
@@ -176,6 +178,17 @@ def decide(
     return row
 
 
+def decide_class(
+    context: Context, user: UserRow | None, image_id: int, label: str, *, expected_last_id: int | None
+) -> DecisionRow:
+    """The expert says the image shows class label (a class key): a keep when that is its label already,
+    else a relabel; so confirming a label is never counted as a wrong label found."""
+    image = image_db.get_image(context.database, image_id)
+    if image is not None and image.label == label:
+        return decide(context, user, image_id, "keep", expected_last_id=expected_last_id)
+    return decide(context, user, image_id, "relabel", expected_last_id=expected_last_id, new_label=label)
+
+
 def decide_on_current(
     context: Context, user: UserRow | None, image_id: int, action_name: str, **details
 ) -> DecisionRow:
@@ -289,6 +302,44 @@ def skip(context: Context, user: UserRow | None) -> None:
     """Give back the item the user holds without deciding it."""
     user = require_role(user, EXPERT)
     queue_db.release_leases(context.database, user.id)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Confidently-labeled images like the one under review: of its given class and of the predicted one.
+
+    given is None for an unlabeled image; predicted is None when the pass predicts the given class or did
+    not score the image (note says why).
+    """
+
+    image_id: int
+    given: neighbours.Neighbours | None
+    predicted: neighbours.Neighbours | None
+    note: str | None = None
+
+
+def evidence(context: Context, user: UserRow | None, image_id: int, count: int = neighbours.NEIGHBOURS) -> Evidence:
+    """The nearest confident neighbours of the image in its current class and in the class the queue's
+    scoring pass predicts, from the cached embeddings (see labeling/ranking/neighbours.py)."""
+    require_role(user, EXPERT)
+    image = image_db.get_image(context.database, image_id)
+    if image is None or image.status != "active":
+        return Evidence(image_id, None, None, f"image {image_id} is not in the dataset")
+    index = neighbours.current_index(context)
+    score = score_db.score_of(context.database, index.marker[0], image_id)
+    predicted_label = score.predicted_label if score is not None else None
+    given = predicted = None
+    if image.label is not None:
+        given = neighbours.nearest_confident(context, image_id, image.label, count, index)
+    if predicted_label is not None and predicted_label != image.label:
+        predicted = neighbours.nearest_confident(context, image_id, predicted_label, count, index)
+    note = None if score is not None else "The last scoring pass did not score this image, so it has no prediction."
+    return Evidence(image_id, given, predicted, note)
+
+
+def warm_evidence(context: Context) -> None:
+    """Build the look-alike index in the background (at start-up), so the first reviewer does not wait for it."""
+    neighbours.warm(context)
 
 
 def any_scores(context: Context) -> bool:

@@ -104,23 +104,22 @@ def test_expert_reviews_the_queue_with_the_keyboard(live_server, page, tmp_path)
     facts = page.locator("#review-facts")
     expect(facts).to_contain_text("the model says dog")
     expect(facts).to_contain_text("a.png")
-    page.keyboard.press("2")  # relabel to the 2nd class: dog
+    page.keyboard.press("2")  # relabel to the 2nd class (its button reads "2 dog")
     expect(facts).to_contain_text("b.png")
-    page.keyboard.press("k")
+    page.keyboard.press("Enter")  # keep
     expect(facts).to_contain_text("c.png")
     expect(page.locator("#review-progress")).to_contain_text("Reviewed this session: 2")
-    page.keyboard.press("u")  # undo the keep of b.png: it comes back first
+    page.keyboard.press("Control+z")  # undo the keep of b.png: it comes back first
     expect(facts).to_contain_text("b.png")
-    page.keyboard.press("s")  # skip it for now
+    page.keyboard.press("ArrowRight")  # skip it for now
     expect(facts).to_contain_text("c.png")
-    page.keyboard.press("d")
+    page.keyboard.press("Delete")
     expect(facts).to_contain_text("Nothing left to review here")  # b.png is skipped this session
-    page.keyboard.press("u")  # undo the delete: c.png is back, and skips are forgotten
+    page.keyboard.press("Control+z")  # undo the delete: c.png is back, and skips are forgotten
     expect(facts).to_contain_text("b.png")
     page.locator("#review-new-label input").fill("bird")  # a class nobody has used yet
     page.locator("#review-new-label input").press("Enter")
-    page.locator("#review-progress").click()  # leave the text field, so the key goes to the page
-    page.keyboard.press("r")
+    page.locator("#review-relabel").click()
     expect(facts).to_contain_text("c.png")
     page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
 

@@ -285,8 +285,10 @@ def test_review_buttons_cut_long_labels(context, scored):
     review.decide(context, expert, scored["cat"].id, "relabel", expected_last_id=None, new_label="🐱" * 63)
     show_next, *_ = make_handlers(context)
     shown = show_next({"reviewed": 0, "errors": 0, "skipped": []}, None, None, None, False, gr.Request(username="bob"))
-    buttons = [b.value for b in shown["hotkeys"] if b.visible]
-    assert len(buttons) == 3 and all(len(text) <= 45 for text in buttons)
+    buttons = [
+        html.unescape(re.sub(r"<[^>]+>", "", b)) for b in re.findall(r"<button[^>]*>(.*?)</button>", shown["classes"])
+    ]
+    assert len(buttons) == 3 and all(len(text) <= 50 for text in buttons) and any("🐱" * 10 in b for b in buttons)
 
 
 @settings(max_examples=200, deadline=None)

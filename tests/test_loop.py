@@ -47,7 +47,8 @@ def shapes_context(context, tmp_path):
 
 def test_quick_loop_reranks_once_decisions_go_quiet(shapes_context):
     context = shapes_context
-    save_policy(context, LoopPolicy(debounce_s=1.5, retrain_after_decisions=0))
+    # No training here: the first model would otherwise start a tick after the scheduler does.
+    save_policy(context, LoopPolicy(debounce_s=1.5, retrain_after_decisions=0, first_model=False))
     loop = LoopScheduler(context, tick_s=0.3, retrain_check_s=60)
     loop.start()
     try:
@@ -99,7 +100,10 @@ def test_cron_policy_is_a_stored_job_that_retrains_only_when_something_changed(t
     context = open_context(tmp_path / "data", database_url, training_worker="external")  # runs are only queued
     import_paths(context, [write_shapes(tmp_path / "shapes", per_class=4)])
     expert = user_db.add_user(context.database, EXPERT[0], "expert", EXPERT[1])
-    policy = save_policy(context, LoopPolicy(quick_loop=False, retrain_after_decisions=0, retrain_cron="0 3 * * *"))
+    policy = save_policy(
+        context,
+        LoopPolicy(quick_loop=False, first_model=False, retrain_after_decisions=0, retrain_cron="0 3 * * *"),
+    )
     loop = LoopScheduler(context, tick_s=60, retrain_check_s=60)
     loop.start()
     try:
@@ -283,3 +287,22 @@ def test_quick_loop_scores_fast_first_then_refines_when_quiet(shapes_context):
     assert quick_loop_due(context, policy)["splits"] == FOLD_SPLITS  # nothing new since: refine it
     assert run_quick_loop(context, policy, "test").splits == FOLD_SPLITS
     assert quick_loop_due(context, policy) is None  # current and refined
+
+
+def test_quick_loop_maps_the_refined_pass_and_a_ranking_left_without_a_map(shapes_context):
+    from db import dataset_maps as map_db
+    from db.schema import DatasetMap
+    from training.scheduler import run_quick_loop
+
+    context = shapes_context
+    policy = LoopPolicy(debounce_s=0, retrain_after_decisions=0, first_model=False)
+    run_quick_loop(context, policy, "test")
+    assert map_db.latest_info(context.database) is None  # the quick pass is redone soon: not mapped
+    run_quick_loop(context, policy, "test")
+    mapped = map_db.latest_info(context.database)
+    assert mapped is not None and mapped.n == 24 and mapped.scorer == scorer_name()
+
+    with context.database.write() as session:  # a database from before maps, or a map a decision stopped
+        session.query(DatasetMap).delete()
+    assert run_quick_loop(context, policy, "test") is None  # nothing to rescore: the quiet tick maps it
+    assert map_db.latest_info(context.database).n == 24

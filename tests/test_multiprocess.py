@@ -32,7 +32,16 @@ def test_two_app_processes_and_one_worker_share_postgres(tmp_path, database_url)
     user_db.add_user(context.database, EXPERT[0], "expert", EXPERT[1])
     save_policy(
         context,
-        LoopPolicy(debounce_s=1, retrain_after_decisions=2, freeze_epochs=1, epochs=1, size=64, tolerance=1.0),
+        # The run under test is the decision-triggered one, so the first model does not start by itself.
+        LoopPolicy(
+            debounce_s=1,
+            first_model=False,
+            retrain_after_decisions=2,
+            freeze_epochs=1,
+            epochs=1,
+            size=64,
+            tolerance=1.0,
+        ),
     )
     env = {
         **os.environ,

@@ -73,6 +73,19 @@ def test_filters_and_paging(queue):
     assert page(QueueFilters(reviewed=False)).total == 4  # undone = not reviewed
 
 
+def test_a_selection_limits_the_queue_to_those_images(queue):
+    context, ann, _, ids = queue
+    chosen = QueueFilters(image_ids=(ids[3], ids[0], ids[4]))
+    page = review.queue_page(context, ann, chosen)
+    assert [item.image_id for item in page.items] == [ids[0], ids[3]]  # queue order; unlabeled ids[4] needs its filter
+    assert (page.total, page.unreviewed) == (2, 2)
+    assert [
+        i.image_id for i in review.queue_page(context, ann, QueueFilters(image_ids=(ids[4],), unlabeled=True)).items
+    ] == [ids[4]]
+    assert review.queue_page(context, ann, QueueFilters(image_ids=())).total == 0  # an empty selection holds nothing
+    assert review.next_item(context, ann, QueueFilters(image_ids=(ids[3],))).image_id == ids[3]
+
+
 def test_two_experts_never_hold_the_same_item(queue):
     context, ann, ben, ids = queue
     first = review.next_item(context, ann, QueueFilters())

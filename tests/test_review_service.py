@@ -171,3 +171,70 @@ def test_a_new_action_needs_no_change_below_the_service(context, people, monkeyp
     assert ids[0] in {item.image_id for item in unreviewed}  # still waiting for the second opinion
     undone = review.undo(context, expert)
     assert (undone.action, image_db.get_image(context.database, ids[0]).status) == ("undo", "active")
+
+
+# --- the Review tab's keys and selection --------------------------------------------------------------
+
+
+def test_class_keys_are_the_names_when_single_characters_else_numbers():
+    from ui.review_tab import class_keys
+
+    assert class_keys([str(d) for d in range(10)]) == [str(d) for d in range(10)]  # 5 is 5, and 0 has a key
+    assert class_keys(["+", "a", "B"]) == ["+", "a", "B"]
+    # Names that differ only in case would hang on Shift and Caps Lock: numbers instead.
+    assert class_keys(["a", "A"]) == ["1", "2"]
+    twelve = [f"class {n}" for n in range(12)]
+    assert class_keys(twelve) == [*"1234567890", None, None]  # the filter box reaches the last two
+    # A digit key never stands for another class than the one named by it.
+    assert class_keys([*"0123456789", "10"]) == [*"0123456789", None]
+    assert class_keys(["1", "cat", "dog"]) == ["1", "2", "3"]
+
+
+def test_class_buttons_carry_the_name_the_image_and_the_key(context, people):
+    from ui.review_tab import class_buttons, make_handlers
+
+    _, expert = people
+    ids = scored_images(context)
+    review.decide(context, expert, ids[0], "relabel", expected_last_id=None, new_label='<i>"odd" & co')
+    show_next, *_ = make_handlers(context)
+    shown = show_next({"reviewed": 0, "errors": 0, "skipped": []}, None, None, None, False, gr.Request(username="bob"))
+    item = review.queue_page(context, expert, QueueFilters(reviewed=False)).items[0]
+    assert shown["classes"] == class_buttons(['<i>"odd" & co', "cat"], item)
+    assert 'data-label="&lt;i&gt;&quot;odd&quot; &amp; co"' in shown["classes"] and "<i>" not in shown["classes"]
+    assert f'data-item="{shown["current"]["image_id"]}"' in shown["classes"]
+    assert "<kbd>2</kbd>cat · keep" in shown["classes"]  # its own class confirms it
+
+
+def test_a_class_press_meant_for_another_image_records_nothing(context, people):
+    from ui.review_tab import make_handlers
+
+    _, expert = people
+    ids = scored_images(context)
+    show_next, _decide, press_class, *_ = make_handlers(context)
+    session = {"reviewed": 0, "errors": 0, "skipped": []}
+    request = gr.Request(username="bob")
+    current = show_next(session, None, None, None, False, request)["current"]
+    other = next(i for i in ids if i != current["image_id"])
+    with pytest.raises(gr.Error, match="image changed"):
+        press_class(current, session, gr.EventData(None, {"label": "dog", "item": other}), request)
+    with pytest.raises(gr.Error, match="not one of the classes"):
+        press_class(current, session, gr.EventData(None, {"label": "dog", "item": current["image_id"]}), request)
+    assert decision_db.list_decisions(context.database) == []
+    shown = press_class(current, session, gr.EventData(None, {"label": "cat", "item": current["image_id"]}), request)
+    assert shown["session"]["reviewed"] == 1 and shown["session"]["errors"] == 0  # confirming is a keep
+    assert [d.action for d in decision_db.list_decisions(context.database)] == ["keep"]
+
+
+def test_a_selection_shows_only_those_images_and_says_so(context, people):
+    from ui.review_tab import make_handlers
+
+    ids = scored_images(context, count=4)
+    show_next, *_ = make_handlers(context)
+    session = {"reviewed": 0, "errors": 0, "skipped": []}
+    request = gr.Request(username="bob")
+    shown = show_next(session, None, None, None, False, request, selection=[ids[0], ids[1]])
+    assert shown["current"]["image_id"] == ids[1]  # the likelier wrong of the two (higher score)
+    assert "Reviewing 2 images chosen on the map" in shown["selection_note"].value
+    assert shown["selection_note"].visible and shown["clear_selection"].visible
+    everything = show_next(session, None, None, None, False, request, selection=[])
+    assert everything["current"]["image_id"] == ids[3] and not everything["selection_note"].visible

@@ -13,15 +13,18 @@ from db import runs as run_db
 from labeling import review
 from labeling.ranking.scoring import serving_pass
 from training.scheduler import (
+    FIRST_MODEL_RULE,
     LoopPolicy,
     LoopScheduler,
     decisions_since_last_run,
+    first_model_note,
     last_rescore,
     load_policy,
     save_policy,
 )
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
+from ui.readable import count, duration, when
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
@@ -57,12 +60,17 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
         "The scheduler is **running** in this server."
         if loop
         else "The scheduler is **off** in this server (LOUPE_SCHEDULER=0).",
-        f"Last quick rescore: {rescored.get('rescored_at', 'never')}"
-        + (f" ({rescored.get('scored')} images in {rescored.get('seconds')} s)." if rescored.get("scored") else "."),
-        ranking_line(context),
-        f"Decisions since the last training run: **{decisions_since_last_run(context)}**"
+        f"Last quick rescore: {when(rescored.get('rescored_at'))}"
         + (
-            f" (a retrain starts at {policy.retrain_after_decisions})."
+            f" ({count(rescored.get('scored'))} images in {duration(rescored.get('seconds'))})."
+            if rescored.get("scored")
+            else "."
+        ),
+        ranking_line(context),
+        first_model_line(context, policy),
+        f"Decisions since the last training run: **{count(decisions_since_last_run(context))}**"
+        + (
+            f" (a retrain starts at {count(policy.retrain_after_decisions)})."
             if policy.retrain_after_decisions
             else " (the decision trigger is off)."
         ),
@@ -71,8 +79,28 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
     if rescored.get("error"):
         lines.append(f"**The quick loop cannot rescore:** {md_text(rescored['error'])} The last ranking keeps serving.")
     if loop:
-        lines += [f"- next {name}: {when}" for name, when in loop.jobs()]
+        lines += [f"- next {name}: {when(next_time)}" for name, next_time in loop.jobs()]
     return "\n\n".join(lines)
+
+
+FIRST_MODEL_STATES = {
+    "waiting": "waiting",
+    "held": "not retried yet",
+    "started": "started",
+    "done": "done",
+    "off": "off",
+}
+
+
+def first_model_line(context: Context, policy: LoopPolicy) -> str:
+    """What the first-model check decided last and why (it runs with the retrain check)."""
+    if not policy.first_model:
+        return "First model: **off** (an admin's Retrain or the decision count trains the first model)."
+    note = first_model_note(context)
+    if not note:
+        return "First model: not checked yet (the scheduler checks with each retrain check)."
+    state = FIRST_MODEL_STATES.get(note.get("state"), note.get("state"))
+    return f"First model: **{state}** — {md_text(note.get('reason', ''))} ({when(note.get('at'))})."
 
 
 def ranking_line(context: Context) -> str:
@@ -113,6 +141,7 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
             "chosen": gr.Dropdown(choices=versions, value=None),
             "status": loop_status(context, loop),
             "quick_loop": policy.quick_loop,
+            "first_model": policy.first_model,
             "debounce_s": policy.debounce_s,
             "retrain_after": policy.retrain_after_decisions,
             "cron": policy.retrain_cron,
@@ -137,11 +166,21 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
         return refresh(request)
 
     def save(
-        request: gr.Request, quick_loop, debounce_s, retrain_after, cron, tolerance, freeze_epochs, epochs, size
+        request: gr.Request,
+        quick_loop,
+        debounce_s,
+        retrain_after,
+        cron,
+        tolerance,
+        freeze_epochs,
+        epochs,
+        size,
+        first_model=True,  # last, so callers written before it existed keep their order
     ) -> dict:
         require_role_in_handler(context, request, review.ADMIN)
         policy = LoopPolicy(
             quick_loop=bool(quick_loop),
+            first_model=bool(first_model),
             debounce_s=entered_number(debounce_s, "The quiet time before a rescore"),
             retrain_after_decisions=entered_number(retrain_after, "The number of decisions before a retrain", int),
             retrain_cron=str(cron or "").strip(),
@@ -180,6 +219,9 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
         freeze_epochs = gr.Number(label="Frozen epochs", precision=0, minimum=0)
         epochs = gr.Number(label="Unfrozen epochs", precision=0, minimum=0)
         size = gr.Number(label="Image size (px)", precision=0, minimum=32, step=32)
+    with gr.Row():
+        first_model = gr.Checkbox(label="First model: train one by itself when none is promoted", scale=1)
+        gr.Markdown(FIRST_MODEL_RULE)
     save_button = gr.Button("Save loop settings", elem_id="save-loop")
 
     policy_fields = {
@@ -191,6 +233,7 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
         "freeze_epochs": freeze_epochs,
         "epochs": epochs,
         "size": size,
+        "first_model": first_model,
     }
     named = {"versions": versions, "chosen": chosen, "status": status, **policy_fields}
     fill, outputs = wire(refresh, named)

@@ -1,4 +1,7 @@
-"""The login-protected page at /review: the Review tab and, for admins, the Admin tab."""
+"""The login-protected page at /review: the Review, Grid, Duplicates and Map tabs and, for admins, the Admin tab.
+
+selection (image ids chosen on the Map) is shared: the Map sets it, Review shows only those while it holds any.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from training.scheduler import LoopScheduler
 from ui.admin_tab import build_admin_tab
 from ui.duplicates_tab import build_duplicates_tab
 from ui.grid_tab import build_grid_tab
+from ui.map_tab import build_map_tab
 from ui.markdown import md_text
 from ui.review_tab import build_review_tab
 
@@ -27,10 +31,12 @@ def build_review_page(context: Context, loop: LoopScheduler | None = None) -> tu
     with gr.Blocks(title="Loupe — Review") as page:
         gr.Markdown("# Loupe")
         who = gr.Markdown(elem_id="who")
-        with gr.Tabs():
-            show_next = build_review_tab(context)
+        selection = gr.State([])
+        with gr.Tabs() as tabs:
+            show_next = build_review_tab(context, selection)
             build_grid_tab(context)
             build_duplicates_tab(context)
+            build_map_tab(context, selection, tabs)
             admin, training_timer = build_admin_tab(context, loop)
         page.load(on_load, outputs=[who, admin, training_timer], api_visibility="private")
         page.load(**show_next)
