@@ -47,6 +47,7 @@ REST_ROUTES = [
     ("GET", "/api/queue", "expert"),
     ("POST", "/api/queue/next", "expert"),
     ("POST", "/api/decisions", "expert"),
+    ("GET", "/api/images/{image_id}/evidence", "expert"),
 ]
 
 
