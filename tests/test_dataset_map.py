@@ -46,7 +46,7 @@ def test_map_is_built_after_a_pass_refreshed_only_when_the_pass_changes_and_foll
 
     rescore(context)
     built = refresh_map(context)
-    assert built is not None and built.n == 32 and built.method == "pca50+umap"
+    assert built is not None and built.n == 32 and built.method == "pca50+tsne"
     stored = latest_map(context)
     assert stored.xy.shape == (32, 2) and np.isfinite(stored.xy).all()
     assert sorted(stored.image_ids.tolist()) == sorted(truth)

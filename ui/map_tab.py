@@ -135,7 +135,7 @@ def to_pixel(view: dict, x: float, y: float) -> tuple[float, float]:
 
 def method_words(method: str) -> str:
     """How a map was computed, in words."""
-    return "UMAP on 50 principal components" if method == "pca50+umap" else method
+    return "t-SNE on 50 principal components" if method == "pca50+tsne" else method
 
 
 def chosen_words(chosen: list[int]) -> str:
