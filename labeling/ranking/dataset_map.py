@@ -7,7 +7,7 @@ of the features the queue's ranking was scored on (scoring.serving_features). PC
 the classes on top of each other (trustworthiness 0.80, same-class neighbours 0.34 against 0.65 in the
 features). t-SNE and UMAP (umap-learn) both keep them apart; t-SNE kept more of each image's neighbours on
 every dataset (trustworthiness 0.95 against 0.94, neighbours kept 0.48 against 0.43) for 4.1 s against 3.4 s
-at ~1,000 images, and at 10,000 it was the faster (104 s against 131–166 s, 2 busy cores) and the only one
+at ~1,000 images, and at 10,000 it was the faster (93–104 s against 131–197 s, 2 busy cores) and the only one
 that kept neighbourhoods (0.99 against 0.55), with no numba compile (~30 s) in each new process.
 
 The map is computed in the background after a rescore (refresh_map, from the scheduler) and stored; what
