@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, select
 
 from db.engine import Database
 from db.schema import DatasetMap, Image, Label, Score, as_utc
@@ -48,19 +48,6 @@ _INFO_COLUMNS = (
 def _info(row) -> MapInfo:
     map_id, scorer, stamp, method, created_at, seconds, n = row
     return MapInfo(map_id, scorer, stamp, method, as_utc(created_at), float(seconds), int(n))
-
-
-def pass_stamp(database: Database, scorer: str) -> str:
-    """A cheap fingerprint of the scores stored under scorer: how many, and when the newest was written.
-
-    replace_scores writes a whole pass at once with new computed_at times, so a new pass, or a pass over a
-    different set of images, gives a new stamp; reading it is one aggregate on the (scorer, score) index.
-    """
-    with database.read() as session:
-        count, newest = session.execute(
-            select(func.count(), func.max(Score.computed_at)).where(Score.scorer == scorer)
-        ).one()
-    return f"{count}@{as_utc(newest).isoformat() if newest else '-'}"
 
 
 def store_map(

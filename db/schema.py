@@ -231,7 +231,7 @@ class DuplicatePair(Base):
 class DatasetMap(Base):
     """A 2-D map of the active images' features, computed after a rescore; the newest row is the one shown.
 
-    pass_stamp says which scoring pass it was made from (db/dataset_maps.py pass_stamp), so a map is
+    pass_stamp says which scoring pass it was made from (db/scores.py pass_stamp), so a map is
     rebuilt only when the pass changed. image_ids (int64) and xy (float32, N x 2) are numpy bytes.
     """
 

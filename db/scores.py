@@ -9,7 +9,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select
 
 from db.engine import Database
 from db.queue import reviewed_clause  # the queue's own meaning of "reviewed"
-from db.schema import AppState, Embedding, Image, Label, Score
+from db.schema import Image, Label, Score, as_utc
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,14 @@ def confident_images(
     return [ConfidentImage(*card, bool(r), p if s else None) for *card, r, p, s in rows]
 
 
-def embedding_marker(database: Database, embedder: str, state_key: str) -> tuple:
-    """(embeddings cached under embedder, when the app_state row state_key last changed): cheap reads
-    that change when a scoring pass embeds new images or is stored."""
+def pass_stamp(database: Database, scorer: str) -> str:
+    """A cheap fingerprint of the scores stored under scorer: how many, and when the newest was written.
+
+    replace_scores writes a whole pass at once with new computed_at times, so a new pass, or a pass over a
+    different set of images, gives a new stamp; reading it is one aggregate on the (scorer, score) index.
+    """
     with database.read() as session:
-        embedded = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.embedder == embedder))
-        stamp = session.scalar(select(AppState.updated_at).where(AppState.key == state_key))
-    return embedded or 0, stamp.isoformat() if stamp else None
+        count, newest = session.execute(
+            select(func.count(), func.max(Score.computed_at)).where(Score.scorer == scorer)
+        ).one()
+    return f"{count}@{as_utc(newest).isoformat() if newest else '-'}"

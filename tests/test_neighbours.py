@@ -120,7 +120,7 @@ def test_an_image_added_after_the_pass_has_no_neighbours_until_the_next(scored, 
     added = next(r for r in image_db.iter_active_labeled(context.database) if r.original_name == "late.png")
     found = neighbours.nearest_confident(context, added.id, "grid")
     assert found.images == [] and "not in the last scoring pass" in found.note
-    rescore(context)  # embeds it: the index's marker changes and it is rebuilt
+    rescore(context)  # embeds it and stores a pass: the index's marker changes and it is rebuilt
     found = neighbours.nearest_confident(context, added.id, "grid")
     assert len(found.images) == 4 and found.note is None
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from context import Context
 from db import dataset_maps as map_db
+from db import scores as score_db
 from labeling.ranking.scoring import serving_features, serving_pass, serving_scorer
 
 METHOD = "pca50+tsne"
@@ -58,7 +59,7 @@ def build_map(context: Context, keep_going: Callable[[], bool] | None = None) ->
     to map or keep_going said stop."""
     scorer = serving_scorer(context)
     # Stamped before reading: a pass stored while this map is computed leaves it stale, so it is redone.
-    stamp = map_db.pass_stamp(context.database, scorer)
+    stamp = score_db.pass_stamp(context.database, scorer)
     images, features = serving_features(context)
     if not images or (keep_going is not None and not keep_going()):
         return None
@@ -79,7 +80,7 @@ def map_wanted(context: Context) -> str | None:
     every scheduler tick.
     """
     scorer = serving_scorer(context)
-    stamp = map_db.pass_stamp(context.database, scorer)
+    stamp = score_db.pass_stamp(context.database, scorer)
     if stamp.startswith("0@"):  # no pass has scored anything yet
         return None
     latest = map_db.latest_info(context.database)

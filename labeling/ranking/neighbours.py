@@ -6,7 +6,7 @@ from the embeddings cached for the serving scoring pass (scoring.serving_feature
 INDEX_DIMS dimensions with rows of unit length, so cosine similarity is one matrix-vector product.
 
 The index is kept per process and database, and rebuilt only when its marker changes: the serving
-pass's name, how many embeddings it has cached and how many images are active. Labels, statuses and
+pass's name and stamp (db/scores.py pass_stamp), so once per stored pass. Labels, statuses and
 decisions are read from the database at every request, so a relabel or a delete counts at once.
 
 "Confidently labeled" (CONFIDENT_PROBABILITY): an image whose current label an expert reviewed (kept or
@@ -26,7 +26,7 @@ import numpy as np
 from context import Context
 from db import queue as queue_db
 from db import scores as score_db
-from labeling.ranking.scoring import SERVING_KEY, scorer_keys, serving_features, serving_scorer
+from labeling.ranking.scoring import serving_features, serving_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,11 @@ def _lock(context: Context) -> threading.Lock:
 
 
 def index_marker(context: Context) -> tuple:
-    """What the index depends on, cheap to read: the serving pass's name, how many embeddings its first
-    embedder has cached, and when the pass was last stored. Decisions and deletes leave it alone: they are
-    read at each request, so they never cost a rebuild."""
+    """What the index depends on, cheap to read: the serving pass's name and its stamp (how many images it
+    scored, when it was stored; the same stamp the dataset map is kept by). Decisions and deletes leave it
+    alone: they are read at each request, so they never cost a rebuild."""
     scorer = serving_scorer(context)
-    return (scorer, *score_db.embedding_marker(context.database, scorer_keys(scorer)[0], SERVING_KEY))
+    return scorer, score_db.pass_stamp(context.database, scorer)
 
 
 def build_index(context: Context, marker: tuple | None = None) -> NeighbourIndex:
