@@ -24,7 +24,7 @@ from training.scheduler import (
 )
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
-from ui.readable import count, duration, when
+from ui.readable import column_types, count, duration, when
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
@@ -44,8 +44,8 @@ def versions_table(context: Context) -> pd.DataFrame:
                 v.run_id,
                 f"{error_rate:.1%}" if error_rate is not None else "",
                 gate.get("reason", ""),
-                v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                v.promoted_at.strftime("%Y-%m-%d %H:%M:%S") if v.promoted_at else "",
+                when(v.created_at),
+                when(v.promoted_at) if v.promoted_at else "",
             ]
         )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
@@ -83,13 +83,7 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
     return "\n\n".join(lines)
 
 
-FIRST_MODEL_STATES = {
-    "waiting": "waiting",
-    "held": "not retried yet",
-    "started": "started",
-    "done": "done",
-    "off": "off",
-}
+FIRST_MODEL_STATES = {"held": "not retried yet"}  # the others (waiting, started, done, off) read as they are
 
 
 def first_model_line(context: Context, policy: LoopPolicy) -> str:
@@ -202,7 +196,12 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
     """The Models & loop section's components and wiring; returns the handler that fills it."""
     refresh, promote, rollback, save = make_handlers(context, loop)
     gr.Markdown("### Model versions")
-    versions = gr.Dataframe(headers=VERSION_COLUMNS, interactive=False, elem_id="versions-table")
+    versions = gr.Dataframe(
+        headers=VERSION_COLUMNS,
+        datatype=column_types(VERSION_COLUMNS, ("created", "promoted")),
+        interactive=False,
+        elem_id="versions-table",
+    )
     with gr.Row():
         chosen = gr.Dropdown([], label="Version", allow_custom_value=True, elem_id="version-choice", scale=3)
         promote_button = gr.Button("Promote", variant="primary", elem_id="promote-version")
