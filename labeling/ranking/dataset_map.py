@@ -119,7 +119,7 @@ def latest_map(context: Context) -> map_db.StoredMap | None:
 
 @dataclass(frozen=True)
 class MapPoints:
-    """The map's points as they stand now: coordinates, current labels, likely-wrong marks, scores.
+    """The map's points as they stand now: coordinates, current labels, likely-wrong marks.
 
     classes lists every current label on the map (filtered or not), so a class keeps its colour when the
     view is filtered; total and suspect_total count the whole map.
@@ -130,7 +130,6 @@ class MapPoints:
     xy: np.ndarray
     labels: list[str | None]
     suspects: np.ndarray
-    scores: np.ndarray
     classes: list[str]
     total: int
     suspect_total: int
@@ -181,7 +180,6 @@ def map_points(context: Context, label: str | None = None, suspects_only: bool =
     ids, xy = stored.image_ids[keep], stored.xy[keep]
     labels = [by_id[int(i)].label for i in ids]
     marked = np.array([int(i) in suspects for i in ids], dtype=bool)
-    scores = np.array([by_id[int(i)].score if by_id[int(i)].score is not None else np.nan for i in ids], dtype=float)
     classes = sorted({name for name in labels if name is not None})
     total, suspect_total = len(ids), int(marked.sum())
     bounds = (
@@ -200,7 +198,6 @@ def map_points(context: Context, label: str | None = None, suspects_only: bool =
         xy=xy[shown],
         labels=[name for name, kept in zip(labels, shown, strict=True) if kept],
         suspects=marked[shown],
-        scores=scores[shown],
         classes=classes,
         total=total,
         suspect_total=suspect_total,
