@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import Database
@@ -34,6 +34,7 @@ class DecisionRow:
     score: float | None
     undoes_id: int | None
     created_at: datetime
+    purpose: str | None = None  # "audit" or "settle"; None for the ranked queue and everything else
 
 
 def _last_decision_id(session: Session, image_id: int) -> int | None:
@@ -77,6 +78,7 @@ class Outcome:
     scorer: str | None = None
     score: float | None = None
     undoes_id: int | None = None
+    purpose: str | None = None
 
 
 # A plan sees the locked image (None when it does not exist) and returns the outcome, or raises a refusal.
@@ -128,11 +130,12 @@ def _write(session: Session, image: LockedImage, user_id: int | None, outcome: O
         "scorer": outcome.scorer,
         "score": outcome.score,
         "undoes_id": outcome.undoes_id,
+        "purpose": outcome.purpose,
     }
     decision_id, created_at = session.execute(_APPEND_DECISION, values).one()
     return DecisionRow(
         decision_id, image.image_id, image.decider, outcome.action, image.label, outcome.label,
-        outcome.model_version, outcome.scorer, outcome.score, outcome.undoes_id, created_at,
+        outcome.model_version, outcome.scorer, outcome.score, outcome.undoes_id, created_at, outcome.purpose,
     )  # fmt: skip
 
 
@@ -198,7 +201,23 @@ def _row(decision: Decision, user_name: str | None) -> DecisionRow:
         decision.score,
         decision.undoes_id,
         decision.created_at,
+        decision.purpose,
     )
+
+
+def get_decision(database: Database, decision_id: int) -> DecisionRow | None:
+    """One decision of the log, or None."""
+    with database.read() as session:
+        decision = session.get(Decision, decision_id)
+        if decision is None:
+            return None
+        return _row(decision, session.scalar(select(User.name).where(User.id == decision.user_id)))
+
+
+def decider_id(database: Database, decision_id: int) -> int | None:
+    """The id of the user who made the decision."""
+    with database.read() as session:
+        return session.scalar(select(Decision.user_id).where(Decision.id == decision_id))
 
 
 def list_decisions(database: Database, image_id: int | None = None) -> list[DecisionRow]:
@@ -257,6 +276,25 @@ def count_decisions_since(database: Database, decision_id: int | None) -> int:
         query = query.where(Decision.id > decision_id)
     with database.read() as session:
         return session.scalar(query) or 0
+
+
+def ranked_actions(database: Database, actions: Sequence[str], *, leave_out_scorers: Sequence[str] = ()) -> list[str]:
+    """The actions of the decisions made from the ranked queue (no purpose; of actions, not undone, by a
+    person, not from the scorers left out), oldest first."""
+    undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
+    query = (
+        select(Decision.action)
+        .where(
+            Decision.purpose.is_(None),
+            Decision.action.in_(list(actions)),
+            Decision.user_id.is_not(None),
+            Decision.id.not_in(undone),
+            or_(Decision.scorer.is_(None), Decision.scorer.not_in(list(leave_out_scorers) or [""])),
+        )
+        .order_by(Decision.id)
+    )
+    with database.read() as session:
+        return list(session.scalars(query))
 
 
 @dataclass(frozen=True)

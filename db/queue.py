@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
-from db.schema import Decision, Image, Label, Lease, Score, utcnow
+from db.schema import BlindTask, Decision, Image, Label, Lease, Score, utcnow
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,14 @@ class QueueItem:
     source: str
     stored_path: str
     label: str | None
-    predicted_label: str
-    score: float
+    predicted_label: str | None  # None on a blind task: the expert sees no prediction
+    score: float | None
     top: list
     split: str
     reviewed: bool
     last_decision_id: int | None
+    task_id: int | None = None  # a blind task (an audit item or a second opinion); answer it with this id
+    task_kind: str | None = None  # audit | second
 
 
 @dataclass
@@ -135,7 +137,13 @@ def lease_next(
         now = utcnow()
         query, reviewed = _base_query(scorer, filters, reviewing)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
-        query = query.where(~held_by_others, Image.id.not_in(skip)).order_by(Score.score.desc(), Image.id).limit(1)
+        # An image drawn for an audit waits for its blind answer: the ranked queue would show its prediction.
+        audited = exists().where(BlindTask.image_id == Image.id, BlindTask.kind == "audit", BlindTask.status == "open")
+        query = (
+            query.where(~held_by_others, ~audited, Image.id.not_in(skip))
+            .order_by(Score.score.desc(), Image.id)
+            .limit(1)
+        )
         # PostgreSQL: experts asking at once each lock a different row instead of all picking the top
         # one and all but one failing on the lease's key (SQLite's BEGIN IMMEDIATE serialises them).
         query = query.with_for_update(of=Image, skip_locked=True)

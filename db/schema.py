@@ -131,6 +131,9 @@ class Decision(Base):
     scorer: Mapped[str | None] = mapped_column(String(200))  # the scoring pass that ranked the image
     score: Mapped[float | None] = mapped_column(Float)  # its label-error score in that pass
     undoes_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    # Why it was made, when not from the ranked queue: "audit" (a blind audit item) or "settle" (an admin's
+    # answer to two experts who disagreed). Audit decisions are normal decisions; the log marks them.
+    purpose: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -246,6 +249,84 @@ class DatasetMap(Base):
     n: Mapped[int] = mapped_column(Integer)
     image_ids: Mapped[bytes] = mapped_column(LargeBinary)
     xy: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Audit(Base):
+    """A blind audit: images drawn at random from the unreviewed ones, stratified by score band.
+
+    bands holds each band's score range ([{"name", "low", "high"}], lowest first); scorer is the pass
+    whose scores made the bands.
+    """
+
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    size: Mapped[int] = mapped_column(Integer)
+    scorer: Mapped[str] = mapped_column(String(200))
+    bands: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class AuditMember(Base):
+    """One image of an audit's population (the unreviewed images when it was drawn), its band, whether drawn."""
+
+    __tablename__ = "audit_members"
+
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    band: Mapped[int] = mapped_column(Integer)
+    sampled: Mapped[bool] = mapped_column(default=False)
+    label: Mapped[str | None] = mapped_column(String(200))  # the label when it was drawn
+
+
+class BlindTask(Base):
+    """An image to be judged blind (no prediction, score or reason shown): an audit item, or a second
+    opinion on an earlier decision, which the expert who made that decision never gets."""
+
+    __tablename__ = "blind_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # audit | second
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    audit_id: Mapped[int | None] = mapped_column(ForeignKey("audits.id"), index=True)
+    shown_label: Mapped[str | None] = mapped_column(String(200))  # the label the expert is asked about
+    first_decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), index=True)
+    excluded_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # open | answered (audit) | agreed | disputed | settled (second opinions) | withdrawn (first decision undone)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    settled_decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_blind_tasks_status_kind", "status", "kind"),)
+
+
+class BlindAnswer(Base):
+    """One expert's answer to a blind task: the label they say the image shows (None: delete it)."""
+
+    __tablename__ = "blind_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("blind_tasks.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(20))  # keep | relabel | delete
+    label: Mapped[str | None] = mapped_column(String(200))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))  # an audit answer's decision
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("task_id", "user_id"),)
+
+
+class ClassGuide(Base):
+    """An admin's short definition of a class and a few pinned example images, shown beside Review's item."""
+
+    __tablename__ = "class_guides"
+
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text, default="")
+    example_ids: Mapped[list] = mapped_column(JSON, default=list)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class AppState(Base):

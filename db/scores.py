@@ -147,6 +147,23 @@ def confident_images(
     return [ConfidentImage(*card, bool(r), p if s else None) for *card, r, p, s in rows]
 
 
+def probabilities_of(database: Database, scorer: str, image_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Per image, the probabilities the pass stored (its top classes and its given label's), by class."""
+    with database.read() as session:
+        rows = session.execute(
+            select(Score.image_id, Score.top, Score.given_label, Score.given_probability).where(
+                Score.scorer == scorer, Score.image_id.in_(list(image_ids))
+            )
+        ).all()
+    found = {}
+    for image_id, top, given, given_probability in rows:
+        known = {str(label): float(p) for label, p in top or []}
+        if given is not None and given_probability is not None:
+            known.setdefault(given, float(given_probability))
+        found[image_id] = known
+    return found
+
+
 def pass_stamp(database: Database, scorer: str) -> str:
     """A cheap fingerprint of the scores stored under scorer: how many, and when the newest was written.
 

@@ -9,7 +9,8 @@ from context import Context
 from db.decisions import list_decisions
 
 COLUMNS = [
-    "id", "time", "user", "image_id", "action", "old_label", "new_label", "model_version", "scoring", "score", "undoes"
+    "id", "time", "user", "image_id", "action", "old_label", "new_label", "model_version", "scoring", "score", "undoes",
+    "purpose",
 ]  # fmt: skip
 
 
@@ -33,6 +34,7 @@ def write_decision_log(context: Context, path: Path) -> int:
                     d.scorer or "",
                     "" if d.score is None else f"{d.score:.6f}",
                     d.undoes_id or "",
+                    d.purpose or "",
                 ]
             )
     return len(rows)
