@@ -171,10 +171,12 @@ def cmd_stats(context: Context, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from db.stats import dataset_stats
+    from labeling import review
 
     stats = dataset_stats(context.database)
+    cleanliness = review.measure_cleanliness(context)
     if args.json:
-        print(json.dumps(asdict(stats)))
+        print(json.dumps({**asdict(stats), "estimates": asdict(cleanliness)}, default=str))
         return 0
     print(
         f"images: {stats.total} ({stats.active} active, {stats.deleted} deleted, {stats.purged} purged, "
@@ -184,6 +186,21 @@ def cmd_stats(context: Context, args: argparse.Namespace) -> int:
     print(f"rejected at import: {stats.rejected}")
     for label, per_split in stats.by_label.items():
         print(f"  {label}: {per_split.get('train', 0)} train, {per_split.get('valid', 0)} valid")
+    print("how clean the labels are:")
+    for sentence in cleanliness.sentences():
+        print(f"  {sentence}")
+    return 0
+
+
+def cmd_audit(context: Context, args: argparse.Namespace) -> int:
+    from labeling import review
+
+    user = _reviewer(context, args.as_user)
+    drawn = review.start_audit(context, user, args.size, args.seed)
+    print(f"audit {drawn.audit_id}: drew {drawn.sampled} of {drawn.population} unreviewed images")
+    for band in drawn.bands:
+        print(f"  {band['name']}: {band['drawn']} of {band['size']}")
+    print("experts get them blind in the review queue; `loupe stats` shows the estimates as answers come in")
     return 0
 
 
@@ -503,7 +520,15 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--as", **as_user)
     undo.set_defaults(handler=cmd_undo)
 
-    stats = commands.add_parser("stats", help="print dataset counts")
+    audit = commands.add_parser(
+        "audit", help="draw a blind audit of unreviewed images, stratified by score band (admins)"
+    )
+    audit.add_argument("size", type=int, metavar="N", help="how many images to draw")
+    audit.add_argument("--seed", type=int, help="the seed of the draw (default: a fresh one)")
+    audit.add_argument("--as", **as_user)
+    audit.set_defaults(handler=cmd_audit)
+
+    stats = commands.add_parser("stats", help="print dataset counts and how clean the labels are")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=cmd_stats)
     return parser

@@ -60,6 +60,10 @@ class DecisionIn(BaseModel):
     expected_last_decision_id: RowId | None = Field(
         default=None, description="the image's last_decision_id as the queue showed it; a mismatch is refused (409)"
     )
+    task_id: RowId | None = Field(
+        default=None,
+        description="the blind check's task_id when the item came with one: answers it (keep, relabel or delete)",
+    )
 
     @model_validator(mode="after")
     def _image_unless_undo(self) -> DecisionIn:
@@ -67,6 +71,35 @@ class DecisionIn(BaseModel):
         if self.action != review.UNDO and self.image_id is None:
             raise PydanticCustomError("missing", "image_id is required for {action}", {"action": self.action})
         return self
+
+
+class AuditIn(BaseModel):
+    """How many unreviewed images an audit draws, and optionally the seed of the draw."""
+
+    size: int = Field(strict=True, ge=1, le=review.MAX_AUDIT)
+    seed: int | None = Field(default=None, strict=True, ge=0, le=2**32 - 1)
+
+
+class SettleIn(BaseModel):
+    """An admin's answer to a disagreement: the label the image shows, or null to delete it."""
+
+    label: str | None = Field(max_length=MAX_LABEL_CHARS, pattern=LABEL_TEXT)
+
+
+class GuideIn(BaseModel):
+    """A class's guideline: a short definition and a few pinned example images."""
+
+    label: str = Field(min_length=1, max_length=MAX_LABEL_CHARS, pattern=LABEL_TEXT)
+    definition: str = Field(default="", max_length=review.MAX_GUIDE_CHARS)
+    example_ids: list[RowId] = Field(default_factory=list, max_length=review.MAX_GUIDE_EXAMPLES)
+
+
+class PolicyIn(BaseModel):
+    """Which decisions go to a second expert, blind."""
+
+    second_opinion_share: float = Field(ge=0, le=1)
+    second_opinion_relabels: bool = True
+    audit_second_opinion: bool = True
 
 
 class _EncodableErrors(APIRoute):
@@ -124,6 +157,10 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
         logins.succeeded(user.name, address)
         return user
 
+    def admin(user: UserRow = Depends(logged_in)) -> UserRow:
+        # The service checks again; checking here first answers an expert 403 before their body is read.
+        return review.require_role(user, review.ADMIN)
+
     def filters(
         label: str | None = _label_filter("only images with this current label"),
         predicted: str | None = _label_filter("only images the model predicts as this label"),
@@ -144,14 +181,35 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
         return {"total": page.total, "unreviewed": page.unreviewed, "items": [asdict(i) for i in page.items]}
 
     @router.post("/queue/next", summary="Lease the next unreviewed item to me for a few minutes")
-    async def next_item(chosen: QueueFilters = Depends(filters), user: UserRow = Depends(logged_in)) -> dict:
-        item = await run_in_threadpool(review.next_item, context, user, chosen)
+    async def next_item(
+        chosen: QueueFilters = Depends(filters),
+        blind: bool = Query(
+            False,
+            description="mix in blind checks (audit items, second opinions): an item with a task_id shows no "
+            "prediction and is answered by POST /api/decisions with that task_id",
+        ),
+        user: UserRow = Depends(logged_in),
+    ) -> dict:
+        item = await run_in_threadpool(lambda: review.next_item(context, user, chosen, blind=blind))
         return {"item": asdict(item) if item else None}
 
     @router.post("/decisions", summary="Keep, relabel, delete, restore an image, or undo my last decision")
     async def post_decision(decision: DecisionIn, user: UserRow = Depends(logged_in)) -> dict:
         if decision.action == review.UNDO:
             row = await run_in_threadpool(review.undo, context, user)
+        elif decision.task_id is not None:
+            answer = await run_in_threadpool(
+                lambda: review.answer_blind(
+                    context,
+                    user,
+                    decision.task_id,
+                    decision.action,
+                    expected_last_id=decision.expected_last_decision_id,
+                    new_label=decision.new_label,
+                )
+            )
+            blind = asdict(answer)
+            return {"decision": blind.pop("decision"), "blind": blind}
         else:
             row = await run_in_threadpool(
                 lambda: review.decide(
@@ -174,5 +232,59 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
     ) -> dict:
         found = await run_in_threadpool(review.evidence, context, user, image_id)
         return asdict(found)
+
+    @router.get("/images/{image_id}/history", summary="Every decision and blind answer on an image, oldest first")
+    async def get_history(
+        image_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], user: UserRow = Depends(logged_in)
+    ) -> dict:
+        return asdict(await run_in_threadpool(review.image_history, context, user, image_id))
+
+    @router.get("/estimates", summary="How clean the labels are: queue precision, wrong labels left, agreement")
+    async def get_estimates(user: UserRow = Depends(logged_in)) -> dict:
+        found = await run_in_threadpool(review.dataset_estimates, context, user)
+        return {"sentences": found.sentences(), **asdict(found)}
+
+    @router.post("/audits", summary="Draw a blind audit of unreviewed images, stratified by score band (admins)")
+    async def post_audit(audit: AuditIn, user: UserRow = Depends(admin)) -> dict:
+        drawn = await run_in_threadpool(review.start_audit, context, user, audit.size, audit.seed)
+        return asdict(drawn)
+
+    @router.get("/disagreements", summary="Second opinions that disagree, waiting for an admin (admins)")
+    async def get_disagreements(user: UserRow = Depends(admin)) -> dict:
+        found = await run_in_threadpool(review.disagreements, context, user)
+        return {"disagreements": [asdict(j) for j in found]}
+
+    @router.post("/disagreements/{task_id}/settle", summary="Settle a disagreement with the label it shows (admins)")
+    async def post_settle(
+        task_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], answer: SettleIn, user: UserRow = Depends(admin)
+    ) -> dict:
+        row = await run_in_threadpool(review.settle, context, user, task_id, answer.label)
+        return {"decision": asdict(row) if row else None}
+
+    @router.get("/guides", summary="A class's guideline: its definition and pinned examples")
+    async def get_guide(
+        label: str = Query(..., min_length=1, max_length=MAX_LABEL_CHARS, pattern=LABEL_TEXT),
+        user: UserRow = Depends(logged_in),
+    ) -> dict:
+        guide = await run_in_threadpool(review.class_guide, context, user, label)
+        return {"guide": asdict(guide) if guide else None}
+
+    @router.put("/guides", summary="Write a class's guideline (admins)")
+    async def put_guide(guide: GuideIn, user: UserRow = Depends(admin)) -> dict:
+        saved = await run_in_threadpool(
+            review.save_class_guide, context, user, guide.label, guide.definition, guide.example_ids
+        )
+        return {"guide": asdict(saved)}
+
+    @router.get("/review-policy", summary="Which decisions go to a second expert, blind")
+    async def get_policy(user: UserRow = Depends(logged_in)) -> dict:
+        return asdict(review.load_review_policy(context))
+
+    @router.put("/review-policy", summary="Set which decisions go to a second expert (admins)")
+    async def put_policy(policy: PolicyIn, user: UserRow = Depends(admin)) -> dict:
+        saved = await run_in_threadpool(
+            review.save_review_policy, context, user, review.ReviewPolicy(**policy.model_dump())
+        )
+        return asdict(saved)
 
     return router

@@ -214,12 +214,6 @@ def get_decision(database: Database, decision_id: int) -> DecisionRow | None:
         return _row(decision, session.scalar(select(User.name).where(User.id == decision.user_id)))
 
 
-def decider_id(database: Database, decision_id: int) -> int | None:
-    """The id of the user who made the decision."""
-    with database.read() as session:
-        return session.scalar(select(Decision.user_id).where(Decision.id == decision_id))
-
-
 def list_decisions(database: Database, image_id: int | None = None) -> list[DecisionRow]:
     """The decision log in the order it was written, of one image or of all."""
     query = select(Decision).order_by(Decision.id)
@@ -280,7 +274,8 @@ def count_decisions_since(database: Database, decision_id: int | None) -> int:
 
 def ranked_actions(database: Database, actions: Sequence[str], *, leave_out_scorers: Sequence[str] = ()) -> list[str]:
     """The actions of the decisions made from the ranked queue (no purpose; of actions, not undone, by a
-    person, not from the scorers left out), oldest first."""
+    person, on a labeled image, not from the scorers left out), oldest first. Labeling an unlabeled image
+    is not finding a wrong label, so those are left out."""
     undone = select(Decision.undoes_id).where(Decision.undoes_id.is_not(None))
     query = (
         select(Decision.action)
@@ -289,6 +284,7 @@ def ranked_actions(database: Database, actions: Sequence[str], *, leave_out_scor
             Decision.action.in_(list(actions)),
             Decision.user_id.is_not(None),
             Decision.id.not_in(undone),
+            Decision.old_label.is_not(None),
             or_(Decision.scorer.is_(None), Decision.scorer.not_in(list(leave_out_scorers) or [""])),
         )
         .order_by(Decision.id)

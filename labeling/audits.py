@@ -183,7 +183,7 @@ class Estimates:
                 f"{pair.first} and {pair.second} agreed on {pair.agreed} of {pair.items} second opinions ({kappa})."
             )
         waiting = self.open_checks
-        if waiting:
+        if any(waiting.values()):
             said.append(
                 f"Waiting: {waiting.get('audit', 0)} audit items, {waiting.get('second', 0)} second opinions, "
                 f"{waiting.get('disputed', 0)} disagreements for an admin."
@@ -198,9 +198,7 @@ def estimates_of_ranked(actions: Sequence[str], finding: Sequence[str]) -> tuple
     return len(found), sum(found), len(recent), sum(recent)
 
 
-def measure(
-    context: Context, *, reviewing: Sequence[str], judging: Sequence[str], finding: Sequence[str]
-) -> Estimates:
+def measure(context: Context, *, reviewing: Sequence[str], judging: Sequence[str], finding: Sequence[str]) -> Estimates:
     """Compute the estimates from the log, the latest audit and the second opinions (see the module docstring)."""
     database = context.database
     actions = decision_db.ranked_actions(database, judging, leave_out_scorers=[PAIR_SCORER])

@@ -14,7 +14,8 @@ What lives here and nowhere else:
 - blind checks: an admin's audit (images drawn at random by score band) and second opinions (a share of
   decisions, and every relabel, by default) are answered blind, without the model's prediction, score or
   the first answer; a second opinion never goes to the expert who made the decision; they are mixed into
-  the unfiltered queue one in two while any wait; an admin settles two experts' disagreement, once;
+  the unfiltered queue one in two while any wait (for callers that ask: the Review tab, REST with
+  blind=true); an admin settles two experts' disagreement, once;
 - class guidelines: admins write them, experts read them;
 - an image's history: every decision and blind answer on it.
 
@@ -186,7 +187,7 @@ def decide(
     decisions, and every relabel by default, is sent for a blind second opinion (ReviewPolicy).
     """
     row = _decide(context, user, image_id, action_name, expected_last_id, new_label, scorer, score, purpose=None)
-    _ask_second_opinion(context, row)
+    _ask_second_opinion(context, row, user.id)
     return row
 
 
@@ -332,17 +333,24 @@ def queue_page(
 
 
 def next_item(
-    context: Context, user: UserRow | None, filters: queue_db.QueueFilters, skip: tuple[int, ...] = ()
+    context: Context,
+    user: UserRow | None,
+    filters: queue_db.QueueFilters,
+    skip: tuple[int, ...] = (),
+    *,
+    blind: bool = False,
 ) -> queue_db.QueueItem | None:
     """The next item leased to the user; None when none is left.
 
-    While blind checks wait (audit items, second opinions this user may give), every other item of the
-    unfiltered queue is one of them; otherwise the likeliest wrong unreviewed item nobody else holds.
-    A filtered queue (a class, a split, a map selection) shows only ranked items: a blind check of another
-    class would not belong there.
+    With blind (the Review tab; REST clients that ask), while blind checks wait (audit items, second
+    opinions this user may give), every other item of the unfiltered queue is one of them, answered with
+    answer_blind; otherwise the likeliest wrong unreviewed item nobody else holds. A filtered queue (a
+    class, a split, a map selection) shows only ranked items: a blind check of another class would not
+    belong there. Callers that do not ask never get a blind item, so a script that only knows decide()
+    cannot be handed one it would decide as an ordinary decision, again and again.
     """
     user = require_role(user, EXPERT)
-    mixes = _mixes_blind_checks(filters)
+    mixes = blind and _mixes_blind_checks(filters)
     if mixes and not blind_db.last_was_blind(context.database, user.id):
         item = _next_blind(context, user, skip)
         if item is not None:
@@ -484,10 +492,9 @@ def wants_second_opinion(row: DecisionRow, policy: ReviewPolicy) -> bool:
     return random.Random(row.id).random() < policy.second_opinion_share
 
 
-def _ask_second_opinion(context: Context, row: DecisionRow, audit_id: int | None = None) -> None:
+def _ask_second_opinion(context: Context, row: DecisionRow, decider: int, audit_id: int | None = None) -> None:
     if not wants_second_opinion(row, load_review_policy(context)):
         return
-    decider = decision_db.decider_id(context.database, row.id)
     blind_db.add_task(
         context.database,
         SECOND,
@@ -585,7 +592,7 @@ def answer_blind(
             blind_db.claim_task(database, task.id, blind_db.ANSWERED, blind_db.OPEN)
             raise
         blind_db.record_answer(database, task.id, user.id, action.name, label, decision_id=row.id)
-        _ask_second_opinion(context, row, audit_id=task.audit_id)
+        _ask_second_opinion(context, row, user.id, audit_id=task.audit_id)
         return BlindAnswer(task.id, AUDIT, action.name, label, row, blind_db.ANSWERED)
     label = _answer_label(action, task.shown_label, new_label)
     first = decision_db.get_decision(database, task.first_decision_id)
@@ -678,6 +685,11 @@ def dataset_estimates(context: Context, user: UserRow | None) -> audits.Estimate
     """How clean the data is now: the queue's precision, the wrong labels left with an interval, the
     stopping hint and the experts' agreement (labeling/audits.py says how each is computed)."""
     require_role(user, EXPERT)
+    return measure_cleanliness(context)
+
+
+def measure_cleanliness(context: Context) -> audits.Estimates:
+    """dataset_estimates for the command line, whose operator holds the database itself (no role to check)."""
     finding = tuple(name for name, action in ACTIONS.items() if action.finds_error and action.name in JUDGING)
     return audits.measure(context, reviewing=REVIEWING, judging=JUDGING, finding=finding)
 
@@ -704,7 +716,9 @@ def save_class_guide(
     ids = list(dict.fromkeys(int(i) for i in example_ids))
     if len(ids) > MAX_GUIDE_EXAMPLES:
         raise DecisionError(f"pin at most {MAX_GUIDE_EXAMPLES} examples, not {len(ids)}")
-    missing = sorted(set(ids) - guide_db.active_image_ids(context.database, ids))
+    # Row ids are 32-bit on PostgreSQL: a larger number would fail the query; no image has one anyway.
+    possible = [i for i in ids if 1 <= i < 2**31]
+    missing = sorted(set(ids) - guide_db.active_image_ids(context.database, possible))
     if missing:
         raise DecisionError(f"no active image has id {', '.join(map(str, missing))}")
     guide_db.save_guide(context.database, label, definition, ids, user.id)

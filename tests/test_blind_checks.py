@@ -23,9 +23,7 @@ SECOND_ADMIN = ("ann", "ann-password-123")
 
 def scored(context, count: int, label: str = "cat") -> list[int]:
     """count labeled images scored in the queue's pass, scores spread from 0 to 1 (higher id, higher score)."""
-    ids = [
-        image_db.add_image(context.database, new_image(f"{n + 500:064d}", label=label))[0].id for n in range(count)
-    ]
+    ids = [image_db.add_image(context.database, new_image(f"{n + 500:064d}", label=label))[0].id for n in range(count)]
     scores = [
         NewScore(i, n / max(1, count - 1), label, "dog", 0.9 - 0.8 * n / count, [["dog", 0.6], [label, 0.4]])
         for n, i in enumerate(ids)
@@ -53,12 +51,13 @@ def test_an_audit_draws_every_band_and_its_items_come_blind(context, team):
     drawn = review.start_audit(context, admin, 8, seed=1)
     assert drawn.population == 40 and drawn.sampled == 8
     assert [band["drawn"] for band in drawn.bands] == [2, 2, 2, 2]  # the low bands too, not only the top
-    item = review.next_item(context, first, QueueFilters())
+    item = review.next_item(context, first, QueueFilters(), blind=True)
     assert item.task_kind == "audit" and item.task_id is not None
     assert item.predicted_label is None and item.score is None and item.top == []
     # The ranked queue never hands out an image waiting for its audit answer.
     audited = {t.image_id for t in blind_db.audit_items(context.database, drawn.audit_id)}
-    ranked = review.next_item(context, first, QueueFilters(label="cat"))
+    ranked = review.next_item(context, first, QueueFilters(label="cat"), blind=True)
+    assert review.next_item(context, first, QueueFilters()).task_id is None  # only callers that ask get them
     assert ranked.task_id is None and ranked.image_id not in audited
 
 
@@ -69,7 +68,7 @@ def test_blind_checks_alternate_with_the_ranked_queue_and_audit_answers_are_logg
     review.start_audit(context, admin, 3, seed=2)
     kinds = []
     for _ in range(6):
-        item = review.next_item(context, first, QueueFilters())
+        item = review.next_item(context, first, QueueFilters(), blind=True)
         kinds.append(item.task_kind)
         if item.task_id is not None:
             review.answer_blind(context, first, item.task_id, "keep", expected_last_id=item.last_decision_id)
@@ -87,11 +86,11 @@ def test_a_second_opinion_never_goes_to_the_expert_who_decided(context, team):
     review.decide(context, first, ids[0], "relabel", expected_last_id=None, new_label="dog")
     # The first expert gets ranked items only, however often they ask; the check is not theirs.
     for _ in range(3):
-        item = review.next_item(context, first, QueueFilters())
+        item = review.next_item(context, first, QueueFilters(), blind=True)
         assert item is None or item.task_id is None
         if item is not None:
             review.skip(context, first)
-    check = review.next_item(context, second, QueueFilters())
+    check = review.next_item(context, second, QueueFilters(), blind=True)
     assert check.task_kind == "second" and check.image_id == ids[0]
     assert check.label == "cat"  # the label the first expert saw, not their answer
     assert check.predicted_label is None
@@ -105,7 +104,7 @@ def test_a_settled_disagreement_changes_the_label_once(context, team):
     no_random_second_opinions(context, admin)
     ids = scored(context, 2)
     review.decide(context, first, ids[0], "relabel", expected_last_id=None, new_label="dog")
-    check = review.next_item(context, second, QueueFilters())
+    check = review.next_item(context, second, QueueFilters(), blind=True)
     answer = review.answer_blind(context, second, check.task_id, "keep", expected_last_id=check.last_decision_id)
     assert answer.status == "disputed"
     assert image_db.get_image(context.database, ids[0]).label == "dog"  # a second opinion changes nothing itself
@@ -127,7 +126,7 @@ def test_a_party_to_a_disagreement_does_not_settle_it_and_experts_cannot_settle(
     no_random_second_opinions(context, admin)
     ids = scored(context, 2)
     review.decide(context, admin, ids[0], "relabel", expected_last_id=None, new_label="dog")
-    check = review.next_item(context, second, QueueFilters())
+    check = review.next_item(context, second, QueueFilters(), blind=True)
     review.answer_blind(context, second, check.task_id, "delete", expected_last_id=check.last_decision_id)
     with pytest.raises(PermissionDenied):
         review.settle(context, admin, check.task_id, "dog")
@@ -141,7 +140,7 @@ def test_agreement_closes_the_check_and_undo_withdraws_an_open_one(context, team
     no_random_second_opinions(context, admin)
     ids = scored(context, 3)
     review.decide(context, first, ids[0], "relabel", expected_last_id=None, new_label="dog")
-    check = review.next_item(context, second, QueueFilters())
+    check = review.next_item(context, second, QueueFilters(), blind=True)
     agreed = review.answer_blind(
         context, second, check.task_id, "relabel", expected_last_id=check.last_decision_id, new_label="dog"
     )
@@ -199,7 +198,7 @@ def test_class_guides_are_admins_to_write_and_checked(context, team):
     with pytest.raises(review.DecisionError, match="no class"):
         review.save_class_guide(context, admin, "unicorn", "", [])
     with pytest.raises(review.DecisionError, match="no active image"):
-        review.save_class_guide(context, admin, "cat", "", [10**6])
+        review.save_class_guide(context, admin, "cat", "", [10**6, 2**40])
     assert review.class_guide(context, first, "cat").definition == "Whiskers and pointed ears."
 
 
@@ -208,7 +207,7 @@ def test_an_images_history_holds_every_decision_and_blind_answer(context, team):
     no_random_second_opinions(context, admin)
     ids = scored(context, 2)
     review.decide(context, first, ids[0], "relabel", expected_last_id=None, new_label="dog")
-    check = review.next_item(context, second, QueueFilters())
+    check = review.next_item(context, second, QueueFilters(), blind=True)
     review.answer_blind(context, second, check.task_id, "keep", expected_last_id=check.last_decision_id)
     review.settle(context, admin, check.task_id, "dog")
     history = review.image_history(context, first, ids[0])
@@ -220,3 +219,39 @@ def test_an_images_history_holds_every_decision_and_blind_answer(context, team):
     assert history.entries[0].score is not None
     with pytest.raises(review.DecisionError):
         review.image_history(context, first, 10**6)
+
+
+def test_the_rest_api_serves_blind_items_without_a_prediction_and_admins_settle(live_server):
+    import httpx
+
+    database = live_server.context.database
+    user_db.add_user(database, SECOND_EXPERT[0], "expert", SECOND_EXPERT[1])
+    ids = scored(live_server.context, 3)
+
+    def api(method, path, auth, **kwargs):
+        return httpx.request(method, f"{live_server.url}{path}", auth=auth, timeout=30, **kwargs)
+
+    assert api("POST", "/api/audits", EXPERT, json={"size": 1}).status_code == 403
+    first = api("POST", "/api/queue/next", EXPERT).json()["item"]
+    assert first["task_id"] is None
+    relabel = {"image_id": first["image_id"], "action": "relabel", "new_label": "dog"}
+    assert api("POST", "/api/decisions", EXPERT, json=relabel).status_code == 200  # every relabel is checked
+
+    check = api("POST", "/api/queue/next?blind=true", SECOND_EXPERT).json()["item"]
+    assert check["task_kind"] == "second" and check["image_id"] == first["image_id"]
+    assert (check["predicted_label"], check["score"], check["top"]) == (None, None, [])
+    body = {"image_id": check["image_id"], "action": "keep", "task_id": check["task_id"]}
+    answered = api("POST", "/api/decisions", SECOND_EXPERT, json=body).json()
+    assert answered["blind"]["status"] == "disputed" and answered["decision"] is None
+
+    assert api("GET", "/api/disagreements", EXPERT).status_code == 403
+    [dispute] = api("GET", "/api/disagreements", ADMIN).json()["disagreements"]
+    settle = f"/api/disagreements/{dispute['task_id']}/settle"
+    assert api("POST", settle, ADMIN, json={"label": "cat"}).json()["decision"]["purpose"] == "settle"
+    assert api("POST", settle, ADMIN, json={"label": "dog"}).status_code == 409  # once
+    assert image_db.get_image(database, first["image_id"]).label == "cat"
+    history = api("GET", f"/api/images/{first['image_id']}/history", EXPERT).json()
+    assert [entry["what"] for entry in history["entries"]] == ["relabel", "second opinion: keep", "relabel (settle)"]
+    estimates = api("GET", "/api/estimates", EXPERT).json()
+    assert estimates["pairs"][0]["items"] == 1 and estimates["sentences"]
+    assert ids

@@ -37,9 +37,19 @@ ADMIN_ENDPOINTS = {
     "/reset_password": ("bob", "bob-new-password"),
     "/disable_user": ("bob", ""),
     "/enable_user": ("bob", ""),
+    "/admin_audit_refresh": (),
+    "/admin_start_audit": (1,),
+    "/admin_save_review_policy": (0.1, True, True),
+    "/admin_show_disagreement": (None,),
+    "/admin_settle_first": (None, None),
+    "/admin_settle_second": (None, None),
+    "/admin_settle_label": (None, "cat"),
+    "/admin_settle_delete": (None, None),
+    "/admin_class_guide": (None,),
+    "/admin_save_class_guide": (None, "", ""),
 }
 
-# (method, path, who may use it); "public" needs nothing, "expert" means expert or admin.
+# (method, path, who may use it); "public" needs nothing, "expert" means expert or admin, "admin" admins only.
 REST_ROUTES = [
     ("GET", "/api/health", "public"),
     ("POST", "/api/predict", "public"),
@@ -48,6 +58,15 @@ REST_ROUTES = [
     ("POST", "/api/queue/next", "expert"),
     ("POST", "/api/decisions", "expert"),
     ("GET", "/api/images/{image_id}/evidence", "expert"),
+    ("GET", "/api/images/{image_id}/history", "expert"),
+    ("GET", "/api/estimates", "expert"),
+    ("POST", "/api/audits", "admin"),
+    ("GET", "/api/disagreements", "admin"),
+    ("POST", "/api/disagreements/{task_id}/settle", "admin"),
+    ("GET", "/api/guides", "expert"),
+    ("PUT", "/api/guides", "admin"),
+    ("GET", "/api/review-policy", "expert"),
+    ("PUT", "/api/review-policy", "admin"),
 ]
 
 
@@ -104,7 +123,8 @@ def test_rest_route_roles(live_server, method, path, allowed):
     for who, auth in (("anonymous", None), ("expert", EXPERT), ("admin", ADMIN)):
         response = httpx.request(method, f"{live_server.url}{path}", auth=auth, timeout=30)
         refused_for_role = response.status_code in (401, 403)
-        assert refused_for_role == (allowed == "expert" and who == "anonymous"), (who, response.status_code)
+        should_refuse = (allowed != "public" and who == "anonymous") or (allowed == "admin" and who == "expert")
+        assert refused_for_role == should_refuse, (who, response.status_code)
     assert fingerprint(live_server.context) == before  # none of these calls carried a valid change
 
 

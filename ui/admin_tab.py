@@ -1,4 +1,4 @@
-"""The Admin tab (admins only): training, models and the loop, the dataset, and accounts.
+"""The Admin tab (admins only): training, models and the loop, the dataset, audits and agreement, and accounts.
 
 Hidden from experts, and every handler in its sections checks the admin role on the server anyway.
 """
@@ -9,6 +9,7 @@ import gradio as gr
 
 from context import Context
 from training.scheduler import LoopScheduler
+from ui.admin_audit import build_audit_section
 from ui.admin_dataset import build_dataset_section
 from ui.admin_models import build_models_section
 from ui.admin_training import build_training_section
@@ -25,11 +26,14 @@ def build_admin_tab(context: Context, loop: LoopScheduler | None) -> tuple[gr.Ta
                 fill_models = build_models_section(context, loop)
             with gr.Tab("Dataset", id="admin-dataset") as dataset_tab:
                 fill_dataset = build_dataset_section(context)
+            with gr.Tab("Audit & agreement", id="admin-audit") as audit_tab:
+                fill_audit = build_audit_section(context)
             with gr.Tab("Users", id="admin-users") as users_tab:
                 fill_users = build_users_section(context)
     tab.select(**fill_training, api_visibility="private")
     training_tab.select(**fill_training, api_visibility="private")
     models_tab.select(**fill_models, api_visibility="private")
     dataset_tab.select(**fill_dataset, api_visibility="private")
+    audit_tab.select(**fill_audit, api_visibility="private")
     users_tab.select(**fill_users, api_visibility="private")
     return tab, timer
