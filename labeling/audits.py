@@ -175,7 +175,7 @@ class Estimates:
         if self.next_expected is not None:
             said.append(
                 f"The next {self.next_items} items of the queue are expected to hold about "
-                f"{self.next_expected:.0f} wrong labels ({self.next_basis})."
+                f"{about(self.next_expected)} wrong labels ({self.next_basis})."
             )
         for pair in self.pairs:
             kappa = f"kappa {pair.kappa:.2f}" if pair.kappa is not None else "kappa not defined yet"
@@ -189,6 +189,11 @@ class Estimates:
                 f"{waiting.get('disputed', 0)} disagreements for an admin."
             )
         return said
+
+
+def about(expected: float) -> str:
+    """An expected count as said aloud: whole from 10 up, one decimal below (0.2, not 0)."""
+    return f"{expected:,.0f}" if expected >= 10 else f"{expected:.1f}"
 
 
 def estimates_of_ranked(actions: Sequence[str], finding: Sequence[str]) -> tuple[int, int, int, int]:

@@ -220,3 +220,18 @@ def test_an_expert_is_refused_every_admin_handler_and_nothing_changes(context, t
     assert [j.task_id for j in review.disagreements(context, users["alice"])] == [task]
     assert image_db.get_image(context.database, ids[0]).label == "dog"
     assert review.class_guide(context, users["alice"], "cat") is None
+
+
+def test_admin_dataset_says_how_clean_the_labels_are(context, team):
+    from ui.admin_dataset import make_handlers as dataset_handlers
+
+    users, _ = team
+    ids = scored(context, 30)
+    refresh = dataset_handlers(context)[0]
+    assert "Nobody has reviewed from the ranked queue yet." in refresh(as_user("alice"))["cleanliness"]
+    for image_id in ids[:25]:
+        review.decide(context, users["bob"], image_id, "keep", expected_last_id=None)
+    review.decide(context, users["bob"], ids[25], "relabel", expected_last_id=None, new_label="dog")
+    said = refresh(as_user("alice"))["cleanliness"]
+    assert "Of 26 images reviewed from the ranked queue, 1 had a wrong label" in said
+    assert "The next 4 items of the queue are expected to hold about 0.2 wrong labels" in said

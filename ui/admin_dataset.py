@@ -16,7 +16,7 @@ from labeling.imports.labels import label_for_import
 from labeling.instance.export import FORMATS, export_archive
 from ui import readable
 from ui.auth import require_role_in_handler
-from ui.markdown import html_text
+from ui.markdown import html_text, md_text
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
@@ -38,6 +38,14 @@ def stats_summary_markdown(context: Context) -> str:
         f"**{n(stats.rejected)}** rejected at import. Review: **{n(counts.reviewed)}** images reviewed, "
         f"**{n(counts.relabeled)}** relabeled ({n(counts.decisions)} decisions logged); "
         f"**{n(count_pending(context.database))}** duplicate pairs pending."
+    )
+
+
+def cleanliness_markdown(context: Context, user) -> str:
+    """How clean the labels are, in the sentences Admin → Audit & agreement and `loupe stats` print too."""
+    sentences = review.dataset_estimates(context, user).sentences()
+    return "**How clean the labels are** (details in Audit & agreement):\n" + "\n".join(
+        f"- {md_text(sentence)}" for sentence in sentences
     )
 
 
@@ -79,9 +87,10 @@ def make_handlers(context: Context):
     """The Dataset section's handlers, bound to this Loupe instance; each returns {output name: value}."""
 
     def refresh(request: gr.Request) -> dict:
-        require_role_in_handler(context, request, review.ADMIN)
+        user = require_role_in_handler(context, request, review.ADMIN)
         return {
             "summary": stats_summary_markdown(context),
+            "cleanliness": cleanliness_markdown(context, user),
             "per_label": stats_table(context),
             "activity": activity_table(context),
             "rejections": rejections_table(context),
@@ -150,6 +159,7 @@ def build_dataset_section(context: Context) -> dict:
     """The Dataset section's components and wiring; returns the handler that fills it."""
     refresh, upload, restore, purge, export = make_handlers(context)
     summary = gr.Markdown(elem_id="admin-stats-summary")
+    cleanliness = gr.Markdown(elem_id="admin-dataset-estimates")
     with gr.Row():
         per_label = gr.Dataframe(headers=STATS_COLUMNS, label="Images per label and split", interactive=False)
         activity = gr.Dataframe(
@@ -189,6 +199,7 @@ def build_dataset_section(context: Context) -> dict:
 
     named = {
         "summary": summary,
+        "cleanliness": cleanliness,
         "per_label": per_label,
         "activity": activity,
         "rejections": rejections,
@@ -202,7 +213,7 @@ def build_dataset_section(context: Context) -> dict:
     def event(handler, *names):
         return wire(handler, {name: named[name] for name in names})
 
-    fill, outputs = event(refresh, "summary", "per_label", "activity", "rejections", "deleted")
+    fill, outputs = event(refresh, "summary", "cleanliness", "per_label", "activity", "rejections", "deleted")
     export_fn, export_outputs = event(export, "export_file", "export_result")
     export_button.click(export_fn, inputs=export_format, outputs=export_outputs, api_name="admin_export")
     refresh_button.click(fill, outputs=outputs, api_name="admin_stats")
