@@ -221,6 +221,19 @@ def lease_next_task(
     return None
 
 
+def waits_for(database: Database, user_id: int, image_id: int) -> bool:
+    """Whether an open blind task on the image waits for this user's answer (theirs to give, not yet given)."""
+    answered = exists().where(BlindAnswer.task_id == BlindTask.id, BlindAnswer.user_id == user_id)
+    query = select(BlindTask.id).where(
+        BlindTask.image_id == image_id,
+        BlindTask.status == OPEN,
+        or_(BlindTask.excluded_user_id.is_(None), BlindTask.excluded_user_id != user_id),
+        ~answered,
+    )
+    with database.read() as session:
+        return session.execute(query.limit(1)).first() is not None
+
+
 def claim_task(database: Database, task_id: int, from_status: str, to_status: str) -> bool:
     """Move the task from one status to another if it is still in the first; whether it moved (once only)."""
     with database.write() as session:

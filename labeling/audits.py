@@ -5,10 +5,14 @@
   first), and the same number of images is drawn at random from each band (capped at its size). Equal
   allocation spends more of the audit where wrong labels are common and the estimate is least sure than
   drawing in proportion to band sizes would, and it still reaches the low-score bands.
-- **Verdicts**: an audit item's verdict is the label its answers agree on; an admin's settlement when two
-  experts disagreed; while a disagreement waits, cleanlab's CROWDLAB consensus (the answers weighed by
-  each expert's estimated quality and the model's probabilities). The label was wrong when the verdict
-  differs from the label it had when drawn, or says delete.
+- **Verdicts**: an admin's settlement when two experts disagreed; otherwise cleanlab's CROWDLAB consensus
+  over the audit's answers (each expert weighed by their estimated quality, with the model's probabilities),
+  and CROWDLAB's posterior probability that the consensus is right says how sure the verdict is: an item
+  counts as wrong with that probability (its consensus differs from the label it had when drawn) or with one
+  minus it (they match). Two experts who agree make it nearly certain; a disagreement counts by how likely
+  each side is, rather than all-or-nothing: in bench/audit.py a consensus taken as certain put a phantom
+  wrong label in a band of 773 images now and then (one verdict there stands for about 15 images). When
+  CROWDLAB cannot run (one expert, every answer the same), the answers count as given.
 - **Wrong labels left** (labeling/estimates.py wrong_left): per band, the audit's wrong fraction and the
   band's unreviewed images now, summed as a stratified Bayesian posterior-predictive count with a 95%
   interval. As the ranked queue goes on reviewing a band after the draw, the images it takes out are the
@@ -116,8 +120,8 @@ class AuditItemVerdict:
     band: int
     label: str | None
     verdict: str | None  # None: delete it
-    how: str  # agreed | settled | single | consensus
-    wrong: bool
+    how: str  # single (one answer so far) | agreed | disputed | settled
+    wrong: float  # how likely the label it had when drawn was wrong: 0 or 1 for a settled one
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,7 @@ def _unreviewed_in_queue(context: Context, reviewing: Sequence[str]) -> int:
 def audit_verdicts(
     context: Context, audit: blind_db.AuditRow, judgements: list[blind_db.Judgement], classes: list[str]
 ) -> list[AuditItemVerdict]:
-    """Each answered audit item's verdict (see the module docstring)."""
+    """Each answered audit item's verdict and how likely its label was wrong (see the module docstring)."""
     items = [item for item in blind_db.audit_items(context.database, audit.id) if item.answer is not None]
     checks = {j.first.decision_id: j for j in judgements if j.audit_id == audit.id and j.status != blind_db.WITHDRAWN}
     answers: dict[int, dict[str, str]] = {}
@@ -279,30 +283,27 @@ def audit_verdicts(
         if check is not None and check.second is not None:
             given[check.second.user_name] = check.second.label or ""
         answers[item.image_id] = given
-    disputed = [
-        item.image_id
-        for item in items
-        if (check := checks.get(item.answer.decision_id)) is not None
-        and check.status == blind_db.DISPUTED
-        and check.second is not None
-    ]
-    consensus = None
-    if disputed:
-        probabilities = score_db.probabilities_of(context.database, audit.scorer, list(answers))
-        consensus = estimates.consensus(answers, probabilities, classes)
+    probabilities = score_db.probabilities_of(context.database, audit.scorer, list(answers))
+    consensus = estimates.consensus(answers, probabilities, classes) if answers else None
     verdicts = []
     for item in items:
         check = checks.get(item.answer.decision_id)
         if check is not None and check.settled is not None:
-            verdict, how = check.settled.label, "settled"
-        elif check is None or check.second is None:
-            verdict, how = item.answer.label, "single"
-        elif check.status == blind_db.AGREED:
-            verdict, how = item.answer.label, "agreed"
-        else:
-            verdict = consensus.labels.get(item.image_id) if consensus else None
-            verdict, how = (verdict or item.answer.label), "consensus"
-        verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, verdict, how, verdict != item.label))
+            verdict = check.settled.label
+            verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, verdict, "settled",
+                                             float(verdict != item.label)))  # fmt: skip
+            continue
+        how = "single" if check is None or check.second is None else check.status
+        label = consensus.labels.get(item.image_id) if consensus else None
+        quality = consensus.quality.get(item.image_id) if consensus and consensus.annotator_quality else None
+        if label is None or quality is None:  # every answer said delete, or CROWDLAB could not run: as answered
+            verdict = item.answer.label if label is None else label
+            verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, verdict, how,
+                                             float(verdict != item.label)))  # fmt: skip
+            continue
+        # CROWDLAB's quality score is its posterior probability that the consensus label is the true one.
+        wrong = quality if label != item.label else 1.0 - quality
+        verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, label, how, wrong))
     return verdicts
 
 

@@ -66,6 +66,10 @@ class StaleDecision(Conflict):
     """The decision no longer fits the image; the message says what changed."""
 
 
+class BlindCheckWaiting(Conflict):
+    """What would be shown about an image would unblind the check it waits for from this user."""
+
+
 class DecisionError(LoupeError, ValueError):
     """A decision that makes no sense as asked (unknown action, no label for a relabel…)."""
 
@@ -386,7 +390,7 @@ class Evidence:
 def evidence(context: Context, user: UserRow | None, image_id: int, count: int = neighbours.NEIGHBOURS) -> Evidence:
     """The nearest confident neighbours of the image in its current class and in the class the queue's
     scoring pass predicts, from the cached embeddings (see labeling/ranking/neighbours.py)."""
-    require_role(user, EXPERT)
+    _not_unblinding(context, require_role(user, EXPERT), image_id)
     image = image_db.get_image(context.database, image_id)
     if image is None or image.status != "active":
         return Evidence(image_id, None, None, f"image {image_id} is not in the dataset")
@@ -504,6 +508,14 @@ def _ask_second_opinion(context: Context, row: DecisionRow, decider: int, audit_
         excluded_user_id=decider,
         audit_id=audit_id,
     )
+
+
+def _not_unblinding(context: Context, user: UserRow, image_id: int) -> None:
+    """Refuse to show an image's prediction or history to an expert whose blind answer on it is awaited."""
+    if blind_db.waits_for(context.database, user.id, image_id):
+        raise BlindCheckWaiting(
+            f"image {image_id} waits for your blind check; its prediction and history show once you answered it"
+        )
 
 
 def _mixes_blind_checks(filters: queue_db.QueueFilters) -> bool:
@@ -753,7 +765,7 @@ class ImageHistory:
 def image_history(context: Context, user: UserRow | None, image_id: int) -> ImageHistory:
     """Every decision on the image (who, when, action, labels before and after, the model version serving and
     the score) and every blind answer given on it."""
-    require_role(user, EXPERT)
+    _not_unblinding(context, require_role(user, EXPERT), image_id)
     image = image_db.get_image(context.database, image_id)
     if image is None:
         raise DecisionError(f"there is no image {image_id}")

@@ -97,6 +97,11 @@ def test_a_second_opinion_never_goes_to_the_expert_who_decided(context, team):
     # Asking by id does not get round it either.
     with pytest.raises(PermissionDenied):
         review.answer_blind(context, first, check.task_id, "keep", expected_last_id=check.last_decision_id)
+    # Nor does looking the image up: its history would show the first answer, its look-alikes the prediction.
+    for peek in (review.image_history, review.evidence):
+        with pytest.raises(review.BlindCheckWaiting):
+            peek(context, second, ids[0])
+    assert review.image_history(context, first, ids[0]).entries  # the decider waits for nothing on it
 
 
 def test_a_settled_disagreement_changes_the_label_once(context, team):

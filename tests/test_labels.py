@@ -270,7 +270,7 @@ def test_the_grid_will_not_relabel_to_a_prediction_the_rule_refuses(context, sco
     cat = scored["cat"]
     with context.database.write() as session:  # a class stored before the rule
         session.execute(update(Label).where(Label.name == HTML_LABEL).values(name=".."))
-    _load_page, apply = make_handlers(context)
+    _load_page, apply, *_ = make_handlers(context)
     shown = [{"image_id": cat.id, "last_decision_id": None, "predicted": ".."}]
     with pytest.warns(UserWarning, match="1 not saved"):
         apply(gr.Request(username="bob"), shown, RELABEL)

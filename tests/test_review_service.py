@@ -69,7 +69,7 @@ def test_the_grid_releases_the_lease_its_decisions_end(context, people):
     ids = scored_images(context)
     held = review.next_item(context, expert, QueueFilters())
     assert leases(context) == [(held.image_id, expert.id)]
-    load_page, apply = make_handlers(context)
+    load_page, apply, *_ = make_handlers(context)
     shown = load_page(gr.Request(username=EXPERT[0]))["shown"]
     choices = [KEEP if item["image_id"] == held.image_id else "skip" for item in shown]
     apply(gr.Request(username=EXPERT[0]), shown, *choices)

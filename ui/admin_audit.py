@@ -57,7 +57,7 @@ def bands_table(found: Estimates) -> pd.DataFrame:
                 band.name,
                 band.unreviewed,
                 band.audited,
-                band.wrong,
+                f"{band.wrong:.1f}".removesuffix(".0"),
                 f"{left.estimate:,.0f}" if left else "",
                 f"{left.low:,.0f}–{left.high:,.0f}" if left else "",
             ]

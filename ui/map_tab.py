@@ -1,6 +1,7 @@
 """The Map tab: every active image placed in 2-D by its features (labeling/ranking/dataset_map.py), coloured
 by its current label, likely-wrong labels marked; a click picks the nearest images, two clicks a rectangle,
-and "Open in Review" shows the chosen images in the Review tab.
+and "Open in Review" shows the chosen images in the Review tab. The history of the image nearest a click is
+shown below the map (ui/history.py).
 
 The map is a PNG drawn by matplotlib (a 10,000-point scatter draws in well under the 2 s budget, bench/map.py)
 in a gr.Image, whose select event gives the clicked pixel; the drawing's axes turn it back into map
@@ -15,7 +16,8 @@ import numpy as np
 from context import Context
 from labeling import review
 from labeling.ranking.dataset_map import MapPoints, map_points
-from ui.auth import require_role_in_handler
+from ui.auth import request_user, require_role_in_handler
+from ui.history import build_history_box, shown_history
 from ui.readable import count, duration, when
 from ui.refusals import shows_refusals
 from ui.wiring import wire
@@ -26,6 +28,7 @@ WIDTH_PX, HEIGHT_PX = 1000, 700
 PICK_RADIUS_PX = 8  # a click takes the points drawn this close to it, else the single nearest one
 NO_MAP = "**No map yet.** The map is drawn after the next rescore."
 UNLABELED_COLOUR = (0.6, 0.6, 0.6)
+PICK_HISTORY = "Click a point to see its image's history."
 
 
 def class_colours(classes: list[str]) -> dict[str, tuple]:
@@ -158,7 +161,13 @@ def make_handlers(context: Context):
     def show(label: str | None, suspects_only: bool, request: gr.Request) -> dict:
         require_role_in_handler(context, request, review.EXPERT)
         points = points_for(label, suspects_only)
-        cleared = {"chosen": [], "corner": None, "chosen_text": chosen_words([]), "open": gr.Button(interactive=False)}
+        cleared = {
+            "chosen": [],
+            "corner": None,
+            "picked": None,
+            "chosen_text": chosen_words([]),
+            "open": gr.Button(interactive=False),
+        }
         if points is None:
             return {
                 **cleared,
@@ -212,6 +221,8 @@ def make_handlers(context: Context):
         return {
             "chosen": chosen,
             "corner": None,
+            # The history follows one image: the nearest to a click, or a rectangle's only one.
+            "picked": chosen[0] if chosen and (box is None or len(chosen) == 1) else None,
             "image": pixels,
             "chosen_text": chosen_words(chosen),
             "open": gr.Button(interactive=bool(chosen)),
@@ -223,17 +234,22 @@ def make_handlers(context: Context):
             raise gr.Error("Choose images on the map first.")
         return {"selection": list(chosen), "tabs": gr.Tabs(selected="review")}
 
-    return tuple(shows_refusals(handler) for handler in (show, pick, open_in_review))
+    def show_history(picked: int | None, request: gr.Request) -> dict:
+        """The history of the image picked on the map (a note when none is)."""
+        return shown_history(context, request_user(context, request), picked, PICK_HISTORY)
+
+    return tuple(shows_refusals(handler) for handler in (show, pick, open_in_review, show_history))
 
 
 def build_map_tab(context: Context, selection: gr.State, tabs: gr.Tabs) -> None:
     """The Map tab's components and wiring; call inside the review page's gr.Tabs. "Open in Review" puts the
     chosen image ids in selection and switches tabs to the Review tab."""
-    show, pick, open_in_review = make_handlers(context)
+    show, pick, open_in_review, show_history = make_handlers(context)
     with gr.Tab("Map", id="map") as tab:
         view = gr.State(None)
         corner = gr.State(None)
         chosen = gr.State([])
+        picked = gr.State(None)  # the one image whose history is shown
         status = gr.Markdown(NO_MAP, elem_id="map-status")
         with gr.Row():
             class_filter = gr.Dropdown([ALL], value=ALL, label="Class", scale=1, elem_id="map-class")
@@ -250,6 +266,7 @@ def build_map_tab(context: Context, selection: gr.State, tabs: gr.Tabs) -> None:
         with gr.Row():
             chosen_text = gr.Markdown(chosen_words([]), elem_id="map-chosen")
             open_button = gr.Button("Open in Review", interactive=False, scale=0, elem_id="map-open")
+        history = build_history_box("History of the point clicked", "map-history", PICK_HISTORY)
 
     outputs = {
         "status": status,
@@ -258,20 +275,23 @@ def build_map_tab(context: Context, selection: gr.State, tabs: gr.Tabs) -> None:
         "class_filter": class_filter,
         "chosen": chosen,
         "corner": corner,
+        "picked": picked,
         "chosen_text": chosen_text,
         "open": open_button,
     }
+    history_fn, history_outputs = wire(show_history, history.outputs)
+    history_event = {"fn": history_fn, "inputs": [picked], "outputs": history_outputs, "api_visibility": "private"}
     show_fn, show_outputs = wire(show, outputs)
     shown = {"fn": show_fn, "inputs": [class_filter, suspects_only], "outputs": show_outputs}
-    tab.select(**shown, api_visibility="private")
-    class_filter.input(**shown, api_visibility="private")
-    suspects_only.input(**shown, api_visibility="private")
+    tab.select(**shown, api_visibility="private").then(**history_event)
+    class_filter.input(**shown, api_visibility="private").then(**history_event)
+    suspects_only.input(**shown, api_visibility="private").then(**history_event)
     pick_fn, pick_outputs = wire(pick, outputs)
     image.select(
         pick_fn,
         inputs=[view, corner, mode, class_filter, suspects_only],
         outputs=pick_outputs,
         api_visibility="private",
-    )
+    ).then(**history_event)
     open_fn, open_outputs = wire(open_in_review, {"selection": selection, "tabs": tabs})
     open_button.click(open_fn, inputs=[chosen], outputs=open_outputs, api_visibility="private")

@@ -1,5 +1,10 @@
 """The Review tab: one image at a time from the queue, most likely wrong first, with keyboard shortcuts
-and, beside it, confidently-labeled look-alikes from its given class and from the predicted class.
+and, beside it, confidently-labeled look-alikes from its given class and from the predicted class, the
+admins' guideline for those classes, and the image's history.
+
+Blind checks (audit items, second opinions) come in the same queue. They show no prediction, score, top 3
+or look-alikes, and no history (it holds the first expert's answer and the image's score): the expert's
+answer must be their own. The same buttons and keys answer them, through review.answer_blind.
 
 Keys cannot mislead: a class named by one character (digits, letters) has that character as its key;
 the other classes get 1–9 and 0 (digits no class is named after), each button shows its key, and "/"
@@ -24,6 +29,7 @@ from db.labels import list_label_names
 from db.queue import QueueFilters, QueueItem
 from labeling import review
 from ui.auth import request_user
+from ui.history import build_history_box, empty_history, shown_history
 from ui.markdown import md_text, short_text
 from ui.readable import count
 from ui.refusals import shows_refusals
@@ -31,6 +37,10 @@ from ui.wiring import wire
 
 NUMBER_KEYS = "1234567890"  # the tenth class gets 0
 ANY = "(any)"
+BLIND_EVIDENCE = "No look-alikes on a blind check."
+NO_HISTORY = "No image is shown."
+CLOSED_HISTORY = "Open this to see every decision on the shown image."
+BLIND_HISTORY = "A blind check: its history is not shown, so that earlier answers do not sway yours."
 SHORTCUTS = (
     "Keys: **Enter** keep · **Delete** delete · **→** skip · **Ctrl+Z** (⌘Z) undo · "
     "**the key on a class button** relabel to that class (its own class: keep) · "
@@ -48,6 +58,7 @@ REVIEW_CSS = """
 #review-classes input.review-class-filter { width: 100%; padding: 4px 8px;
   border: 1px solid var(--border-color-primary); border-radius: 6px; }
 #review-evidence .thumbnail-item img, #review-evidence img { image-rendering: pixelated; }
+#review-guide-examples img { image-rendering: pixelated; }
 """
 # A class button press goes to the server as {label, item}: the class name and the image the buttons
 # were drawn for. Delegated on the component's root, which survives re-renders of its value.
@@ -181,6 +192,25 @@ def describe(item: QueueItem) -> str:
     )
 
 
+def describe_blind(item: QueueItem) -> str:
+    """A blind check, in words: the question and why nothing else is shown (never the prediction or score)."""
+    kind = "an audit item" if item.task_kind == review.AUDIT else "a second opinion"
+    question = f"### Is this **{md_text(item.label)}**?" if item.label is not None else "### Which class is this?"
+    return (
+        f"{question}\nA blind check ({kind}): no prediction is shown, so your answer is your own. "
+        "Keep if the label is right, relabel or delete if not."
+    )
+
+
+def guide_text(guides: list[tuple[str, object]]) -> str:
+    """The guidelines as Markdown: each class's definition, said literally (an admin's text, not markup)."""
+    parts = []
+    for heading, guide in guides:
+        lines = [md_text(line) for line in guide.definition.splitlines() if line.strip()]
+        parts.append(f"**Guideline · {heading}**\n\n" + ("\n\n".join(lines) or "_(no definition, examples only)_"))
+    return "\n\n".join(parts)
+
+
 def neighbour_caption(neighbour) -> str:
     """Why a look-alike is trusted: an expert checked it, or the model gives its label this probability."""
     if neighbour.reviewed:
@@ -203,7 +233,7 @@ def make_handlers(context: Context):
     ) -> dict:
         user = request_user(context, request)
         filters = _filters(label, predicted, split, unlabeled, selection)
-        item = review.next_item(context, user, filters, skip=tuple(session["skipped"]))
+        item = review.next_item(context, user, filters, skip=tuple(session["skipped"]), blind=True)
         labels = list_label_names(context.database)
         choices = [ANY, *labels]
         chosen = len(filters.image_ids) if filters.image_ids else 0
@@ -220,34 +250,77 @@ def make_handlers(context: Context):
             "clear_selection": gr.Button(visible=bool(chosen)),
         }
         if item is None:
+            shown |= {"guide": gr.Markdown(visible=False), "guide_examples": gr.Gallery(value=None, visible=False)}
             message = (
                 "**Nothing left to review here.** Change the filter, or score new images (`loupe score`)."
                 if review.any_scores(context)
                 else "**No scores yet.** An admin runs `loupe score` to rank the images."
             )
             return {**shown, "image": None, "facts": message, "current": None, "new_label": gr.Dropdown(choices=labels)}
-        current = {"image_id": item.image_id, "last_decision_id": item.last_decision_id, "labels": labels}
+        blind = item.task_id is not None
+        # The state says whether the item is blind, so later events (look-alikes, history) can hold back.
+        current = {
+            "image_id": item.image_id,
+            "last_decision_id": item.last_decision_id,
+            "labels": labels,
+            "label": item.label,
+            "task_id": item.task_id,
+            "task_kind": item.task_kind,
+        }
         return {
             **shown,
+            **guide_outputs(user, item),
             "image": str(context.store.absolute(item.stored_path)),
-            "facts": describe(item),
+            "facts": describe_blind(item) if blind else describe(item),
             "current": current,
             "new_label": gr.Dropdown(choices=labels, value=None),
+        }
+
+    def guide_outputs(user, item: QueueItem) -> dict:
+        """The guideline of the item's label and, on a ranked item, of the predicted class when it differs."""
+        guides = []
+        if item.label is not None:
+            guides.append((md_text(item.label), review.class_guide(context, user, item.label)))
+        if item.predicted_label is not None and item.predicted_label != item.label:
+            guide = review.class_guide(context, user, item.predicted_label)
+            guides.append((f"{md_text(item.predicted_label)} (predicted)", guide))
+        guides = [(heading, guide) for heading, guide in guides if guide is not None]
+        if not guides:
+            return {
+                "guide": gr.Markdown(value="", visible=False),
+                "guide_examples": gr.Gallery(value=None, visible=False),
+            }
+        examples = [
+            (str(context.store.absolute(thumb)), guide.label) for _, guide in guides for _, thumb in guide.examples
+        ]
+        return {
+            "guide": gr.Markdown(value=guide_text(guides), visible=True),
+            "guide_examples": gr.Gallery(value=examples or None, visible=bool(examples)),
         }
 
     def decide(action: str, current: dict | None, new_label: str | None, session: dict, request: gr.Request) -> dict:
         if not current:
             raise gr.Error("There is no image to decide; press Next.")
-        review.decide(
-            context,
-            request_user(context, request),
-            current["image_id"],
-            action,
-            expected_last_id=current["last_decision_id"],
-            new_label=new_label,
-        )
-        found = review.ACTIONS[action].finds_error
-        return {"session": {**session, "reviewed": session["reviewed"] + 1, "errors": session["errors"] + found}}
+        user = request_user(context, request)
+        if current.get("task_id") is not None:
+            review.answer_blind(
+                context,
+                user,
+                current["task_id"],
+                action,
+                expected_last_id=current["last_decision_id"],
+                new_label=new_label,
+            )
+        else:
+            review.decide(
+                context,
+                user,
+                current["image_id"],
+                action,
+                expected_last_id=current["last_decision_id"],
+                new_label=new_label,
+            )
+        return {"session": counted(session, action)}
 
     def press_class(current: dict | None, session: dict, evt: gr.EventData, request: gr.Request) -> dict:
         """A class button or key: the image is of that class (a keep when it is its label already)."""
@@ -259,15 +332,21 @@ def make_handlers(context: Context):
             raise gr.Error("The image changed before that key arrived; nothing was recorded. Press it again.")
         if not isinstance(label, str) or label not in current["labels"]:
             raise gr.Error("That class is not one of the classes shown; nothing was recorded.")
+        user = request_user(context, request)
+        if current.get("task_id") is not None:
+            answer = review.answer_blind_class(
+                context,
+                user,
+                current["task_id"],
+                label,
+                current.get("label"),
+                expected_last_id=current["last_decision_id"],
+            )
+            return {"session": counted(session, answer.action)}
         decision = review.decide_class(
-            context,
-            request_user(context, request),
-            current["image_id"],
-            label,
-            expected_last_id=current["last_decision_id"],
+            context, user, current["image_id"], label, expected_last_id=current["last_decision_id"]
         )
-        found = review.ACTIONS[decision.action].finds_error
-        return {"session": {**session, "reviewed": session["reviewed"] + 1, "errors": session["errors"] + found}}
+        return {"session": counted(session, decision.action)}
 
     def skip(current: dict | None, session: dict, request: gr.Request) -> dict:
         review.skip(context, request_user(context, request))
@@ -284,6 +363,8 @@ def make_handlers(context: Context):
         hidden = gr.Gallery(value=None, visible=False)
         if not current:
             return {"given": hidden, "predicted": hidden, "evidence_note": ""}
+        if current.get("task_id") is not None:  # never computed: they would show what the model thinks
+            return {"given": hidden, "predicted": hidden, "evidence_note": BLIND_EVIDENCE}
         found = review.evidence(context, request_user(context, request), current["image_id"])
 
         def gallery(neighbours, heading: str):
@@ -302,7 +383,35 @@ def make_handlers(context: Context):
             "evidence_note": " · ".join(notes),
         }
 
-    return tuple(shows_refusals(handler) for handler in (show_next, decide, press_class, skip, undo, show_evidence))
+    def show_history(current: dict | None, request: gr.Request) -> dict:
+        """The shown image's history; held back on a blind check (it holds scores and earlier answers)."""
+        if current and current.get("task_id") is not None:
+            return empty_history(BLIND_HISTORY)
+        image_id = current["image_id"] if current else None
+        return shown_history(context, request_user(context, request), image_id, NO_HISTORY)
+
+    def open_history(current: dict | None, request: gr.Request) -> dict:
+        """The accordion opened: fill it, and keep it filled as the image changes."""
+        return {**show_history(current, request), "history_open": True}
+
+    def close_history() -> dict:
+        return {"history_open": False}
+
+    def follow_history(current: dict | None, history_open: bool, request: gr.Request) -> dict:
+        """A new image: its history when the accordion is open; else empty until it is opened."""
+        return show_history(current, request) if history_open else empty_history(CLOSED_HISTORY)
+
+    handlers = (
+        show_next, decide, press_class, skip, undo, show_evidence,
+        show_history, open_history, close_history, follow_history,
+    )  # fmt: skip
+    return tuple(shows_refusals(handler) for handler in handlers)
+
+
+def counted(session: dict, action: str) -> dict:
+    """The session's counts after one more decision or blind answer with action."""
+    found = review.ACTIONS[action].finds_error
+    return {**session, "reviewed": session["reviewed"] + 1, "errors": session["errors"] + found}
 
 
 def build_review_tab(context: Context, selection: gr.State | None = None) -> dict:
@@ -311,11 +420,15 @@ def build_review_tab(context: Context, selection: gr.State | None = None) -> dic
 
     selection: a State holding image ids (chosen on the map); while it holds any, Review shows only those.
     """
-    show_next, decide, press_class, skip, undo, show_evidence = make_handlers(context)
+    (
+        show_next, decide, press_class, skip, undo, show_evidence,
+        show_history, open_history, close_history, follow_history,
+    ) = make_handlers(context)  # fmt: skip
     review.warm_evidence(context)
     with gr.Tab("Review", id="review") as tab:
         session = gr.State({"reviewed": 0, "errors": 0, "skipped": []})
         current = gr.State(None)
+        history_open = gr.State(False)
         if selection is None:
             selection = gr.State([])
         with gr.Row():
@@ -347,6 +460,17 @@ def build_review_tab(context: Context, selection: gr.State | None = None) -> dic
                         elem_id="review-new-label",
                     )
                     relabel = gr.Button("Relabel", elem_id="review-relabel", scale=0)
+                guide = gr.Markdown(visible=False, elem_id="review-guide")
+                guide_examples = gr.Gallery(
+                    label="Pinned examples",
+                    columns=6,
+                    height=110,
+                    fit_columns=False,
+                    object_fit="contain",
+                    visible=False,
+                    interactive=False,
+                    elem_id="review-guide-examples",
+                )
         with gr.Row(elem_id="review-evidence"):
             given = gr.Gallery(
                 label="Labeled", columns=4, height=170, visible=False, interactive=False, elem_id="review-given"
@@ -355,6 +479,9 @@ def build_review_tab(context: Context, selection: gr.State | None = None) -> dic
                 label="Predicted", columns=4, height=170, visible=False, interactive=False, elem_id="review-predicted"
             )
         evidence_note = gr.Markdown(elem_id="review-evidence-note")
+        history = build_history_box(
+            "History of this image", "review-history", CLOSED_HISTORY, open=False, refresh="Show the history"
+        )
         progress = gr.Markdown(elem_id="review-progress")
         gr.Markdown(SHORTCUTS)
 
@@ -371,6 +498,8 @@ def build_review_tab(context: Context, selection: gr.State | None = None) -> dic
         "classes": classes,
         "selection_note": selection_note,
         "clear_selection": clear_selection,
+        "guide": guide,
+        "guide_examples": guide_examples,
     }
     show_fn, show_outputs = wire(with_selection(show_next), shown)
     show = {
@@ -392,6 +521,16 @@ def build_review_tab(context: Context, selection: gr.State | None = None) -> dic
         show_evidence, {"given": given, "predicted": predicted, "evidence_note": evidence_note}
     )
     current.change(evidence_fn, inputs=[current], outputs=evidence_outputs, api_visibility="private")
+
+    # The history is read when asked for (the accordion opened, the button), then follows the shown image.
+    history_fn, history_outputs = wire(show_history, history.outputs)
+    history.refresh.click(history_fn, inputs=[current], outputs=history_outputs, api_visibility="private")
+    open_fn, open_outputs = wire(open_history, {**history.outputs, "history_open": history_open})
+    history.box.expand(open_fn, inputs=[current], outputs=open_outputs, api_visibility="private")
+    close_fn, close_outputs = wire(close_history, {"history_open": history_open})
+    history.box.collapse(close_fn, outputs=close_outputs, api_visibility="private")
+    follow_fn, follow_outputs = wire(follow_history, history.outputs)
+    current.change(follow_fn, inputs=[current, history_open], outputs=follow_outputs, api_visibility="private")
 
     def on_click(button, handler, inputs):
         event, outputs = wire(handler, {"session": session})
