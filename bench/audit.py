@@ -226,10 +226,8 @@ def run_seed(prepared: Prepared, folder: Path, seed: int, top: int, audit_size: 
             for b, band in enumerate(measured.bands)
         ]  # fmt: skip
         oracle = estimates.wrong_left(oracle_bands)
-        # A verdict's wrong is a probability (CROWDLAB's posterior); a verdict errs when it leans the wrong way.
-        false_wrong = [v for v in measured.verdicts if v.wrong >= 0.5 and not truly_wrong[v.image_id]]
-        missed = [v for v in measured.verdicts if truly_wrong[v.image_id] and v.wrong < 0.5]
-        phantom = sum(v.wrong for v in measured.verdicts if not truly_wrong[v.image_id])
+        false_wrong = [v for v in measured.verdicts if v.wrong and not truly_wrong[v.image_id]]
+        missed = [v for v in measured.verdicts if truly_wrong[v.image_id] and not v.wrong]
         verdict_errors_by_how: dict[str, int] = {}
         for verdict in false_wrong + missed:
             verdict_errors_by_how[verdict.how] = verdict_errors_by_how.get(verdict.how, 0) + 1
@@ -266,8 +264,7 @@ def run_seed(prepared: Prepared, folder: Path, seed: int, top: int, audit_size: 
         "verdict_missed": len(missed),
         "verdict_errors_by_how": verdict_errors_by_how,
         "verdicts_by_how": how,
-        "audit_found_wrong": round(sum(v.wrong for v in measured.verdicts), 2),
-        "phantom_wrong": round(phantom, 2),
+        "audit_found_wrong": sum(v.wrong for v in measured.verdicts),
         "audit_truly_wrong": sum(truly_wrong.values()),
         "kappa_estimated": pair.kappa if pair else None,
         "kappa_items": pair.items if pair else 0,

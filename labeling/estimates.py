@@ -54,9 +54,7 @@ class Band:
     name: str  # e.g. "score 0.80–1.00"
     unreviewed: int  # images of the band still unreviewed now (audited images excluded)
     audited: int  # audit items of the band with a verdict
-    # of those, how many the verdicts say were labeled wrong: a sum of probabilities where a verdict is
-    # uncertain (CROWDLAB's posterior on an item the experts disagree on), so it need not be whole
-    wrong: float
+    wrong: float  # of those, how many the verdicts say were labeled wrong (whole, but any count works)
 
 
 @dataclass(frozen=True)
@@ -150,8 +148,9 @@ def wrong_left(bands: Sequence[Band], level: float = 0.95, draws: int = 20_000, 
     interval spans nearly 0..unreviewed: nothing is known about it, and the interval says so rather than
     borrowing a rate from other bands. Reproducible for a given seed. No bands: all zeros.
 
-    The lower bound counts a band whose audit found no wrong label as 0: the equal-tailed Jeffreys lower limit
-    at 0 successes covers far less than its level near a rate of 0, and the usual modification pins it at 0
+    The lower bound counts a band whose audit found no wrong label (under half of one) as 0: the equal-tailed
+    Jeffreys lower limit at 0 successes covers far less than its level near a rate of 0, and the usual
+    modification pins it at 0
     (Brown, Cai and DasGupta 2001, as proportion() does). Without it, several large clean bands each added a
     few phantom wrong labels to the lower bound, and it rose above a truth that sat in one band
     (bench/audit.py: the interval held the truth in 5 of 10 seeds before, 8 after, with the same verdicts).
@@ -173,7 +172,7 @@ def wrong_left(bands: Sequence[Band], level: float = 0.95, draws: int = 20_000, 
     counts = rng.binomial(unreviewed, rates)
     total = counts.sum(axis=0)
 
-    clean = (wrong[:, 0] == 0) & (audited[:, 0] > 0)
+    clean = (wrong[:, 0] < 0.5) & (audited[:, 0] > 0)  # found none (under half of one, for fractional counts)
     by_band = tuple(
         Interval(float(row.mean()), 0.0 if found_none else _central(row, level)[0], _central(row, level)[1])
         for row, found_none in zip(counts, clean, strict=True)

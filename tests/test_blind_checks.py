@@ -260,3 +260,21 @@ def test_the_rest_api_serves_blind_items_without_a_prediction_and_admins_settle(
     estimates = api("GET", "/api/estimates", EXPERT).json()
     assert estimates["pairs"][0]["items"] == 1 and estimates["sentences"]
     assert ids
+
+
+def test_an_audit_verdict_is_what_two_of_three_said_once_settled(context, team):
+    admin, _, first, second = team
+    scored(context, 8)
+    drawn = review.start_audit(context, admin, 1, seed=4)
+    [item] = blind_db.audit_items(context.database, drawn.audit_id)
+    last = decision_db.last_decision_id(context.database, item.image_id)
+    review.answer_blind(context, first, item.task_id, "relabel", expected_last_id=last, new_label="dog")
+    check = review.next_item(context, second, QueueFilters(), blind=True)
+    assert check.task_kind == "second" and check.label == "cat"  # every audit answer is checked by default
+    review.answer_blind(context, second, check.task_id, "keep", expected_last_id=check.last_decision_id)
+    [verdict] = review.dataset_estimates(context, admin).verdicts
+    assert verdict.how == "disputed"
+    review.settle(context, admin, check.task_id, "cat")
+    [verdict] = review.dataset_estimates(context, admin).verdicts
+    assert (verdict.how, verdict.verdict, verdict.wrong) == ("settled", "cat", False)
+    assert image_db.get_image(context.database, item.image_id).label == "cat"

@@ -259,3 +259,20 @@ def test_consensus_accepts_labels_outside_the_class_list_and_empty_input():
     assert all(consensus(answers, {1: {"cat": 0.9}, 2: {"cat": 0.1}}, ["cat", "dog"]) == result for _ in range(5))
     assert consensus({}, {}, ["cat"]) == consensus({1: {"ann": ""}}, {}, ["cat"])
     assert consensus({}, {}, ["cat"]).labels == {}
+
+
+def test_a_band_whose_audit_found_nothing_adds_nothing_to_the_lower_bound():
+    # bench/audit.py's case: the wrong labels left all sit in the top band; three large bands audited clean.
+    clean = [Band("low", 773, 50, 0), Band("middle", 444, 50, 0), Band("high", 197, 50, 0)]
+    top = Band("top", 33, 50, 22)
+    together = wrong_left([*clean, top])
+    alone = wrong_left([top])
+    assert together.low == alone.low  # the clean bands' phantom counts no longer lift it
+    assert together.high > alone.high + 20  # but they stay in the upper bound: 0 of 50 is not proof of none
+    assert [band.low for band in together.by_band[:3]] == [0.0, 0.0, 0.0]
+
+
+def test_a_band_with_an_uncertain_verdict_counts_it_by_its_probability():
+    sure, unsure = wrong_left([Band("b", 500, 40, 1.0)]), wrong_left([Band("b", 500, 40, 0.3)])
+    assert unsure.estimate < sure.estimate
+    assert unsure.low == 0.0 or unsure.low < sure.low

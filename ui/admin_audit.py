@@ -57,7 +57,7 @@ def bands_table(found: Estimates) -> pd.DataFrame:
                 band.name,
                 band.unreviewed,
                 band.audited,
-                f"{band.wrong:.1f}".removesuffix(".0"),
+                band.wrong,
                 f"{left.estimate:,.0f}" if left else "",
                 f"{left.low:,.0f}–{left.high:,.0f}" if left else "",
             ]
