@@ -18,8 +18,10 @@
   about 20 phantom wrong labels into each audit of 200 in bench/audit.py.)
 - **Wrong labels left** (labeling/estimates.py wrong_left): per band, the audit's wrong fraction and the
   band's unreviewed images now, summed as a stratified Bayesian posterior-predictive count with a 95%
-  interval. As the ranked queue goes on reviewing a band after the draw, the images it takes out are the
-  band's likeliest wrong, so the estimate for that band errs high; a new audit tightens it.
+  interval. Verdicts can be wrong: the chance that one calls a right label wrong comes from how often
+  second opinions disagree (estimates.verdict_false_wrong) and enters each band's likelihood. As the
+  ranked queue goes on reviewing a band after the draw, the images it takes out are the band's likeliest
+  wrong, so the estimate for that band errs high; a new audit tightens it.
 - **Precision of the queue**: the share of ranked decisions (keep, relabel, delete from the queue, undone
   ones left out) that found a wrong label, with a Jeffreys interval; and over the last 100 such decisions.
 - **Stopping hint**: the next 100 items of the queue are expected to hold (recent precision) x 100 wrong
@@ -231,12 +233,16 @@ def measure(context: Context, *, reviewing: Sequence[str], judging: Sequence[str
     if audit is not None:
         verdicts = audit_verdicts(context, audit, judgements, classes)
         unreviewed = blind_db.unreviewed_by_band(database, audit.id, reviewing=reviewing)
+        disagreement = _disagreement(judgements)
         bands = []
         for b, band in enumerate(audit.bands):
             in_band = [v for v in verdicts if v.band == b]
-            bands.append(
-                estimates.Band(band["name"], unreviewed.get(b, 0), len(in_band), sum(v.wrong for v in in_band))
-            )
+            wrong = sum(v.wrong for v in in_band)
+            misjudged = [
+                estimates.verdict_false_wrong(disagreement, len(classes), single=v.how == "single") for v in in_band
+            ]
+            false_wrong = sum(misjudged) / len(misjudged) if misjudged else 0.0
+            bands.append(estimates.Band(band["name"], unreviewed.get(b, 0), len(in_band), wrong, false_wrong))
         items = blind_db.audit_items(database, audit.id)
         result.update(
             audit_id=audit.id,
@@ -309,6 +315,12 @@ def audit_verdicts(
             verdict = consensus.labels.get(item.image_id, verdict)
         verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, verdict, how, verdict != item.label))
     return verdicts
+
+
+def _disagreement(judgements: list[blind_db.Judgement]) -> float:
+    """How often a second opinion's answer differed from the decision it checked (0 before any)."""
+    answered = [j for j in judgements if j.second is not None]
+    return sum(j.first.label != j.second.label for j in answered) / len(answered) if answered else 0.0
 
 
 _NO_MAJORITY = object()

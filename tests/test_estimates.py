@@ -19,6 +19,7 @@ from labeling.estimates import (
     expected_wrong,
     pair_agreement,
     proportion,
+    verdict_false_wrong,
     wrong_left,
 )
 
@@ -276,3 +277,34 @@ def test_a_band_with_an_uncertain_verdict_counts_it_by_its_probability():
     sure, unsure = wrong_left([Band("b", 500, 40, 1.0)]), wrong_left([Band("b", 500, 40, 0.3)])
     assert unsure.estimate < sure.estimate
     assert unsure.low == 0.0 or unsure.low < sure.low
+
+
+def test_verdicts_that_misjudge_right_labels_are_allowed_for():
+    # Three bands, their labels right but for a few; the audit's verdicts call a right label wrong 3% of the time.
+    rng = np.random.default_rng(11)
+    sizes, rates, drawn, false_wrong = (1500, 500, 100), (0.0, 0.01, 0.2), 40, 0.03
+    held = {True: 0, False: 0}
+    for _ in range(150):
+        bands, truth = {True: [], False: []}, 0
+        for size, rate in zip(sizes, rates, strict=True):
+            wrong_images = rng.random(size) < rate
+            audited = rng.choice(size, drawn, replace=False)
+            said_wrong = wrong_images[audited] | (rng.random(drawn) < false_wrong)
+            left = np.delete(wrong_images, audited)
+            truth += int(left.sum())
+            for modelled in (True, False):
+                f = false_wrong if modelled else 0.0
+                bands[modelled].append(Band("b", size - drawn, drawn, int(said_wrong.sum()), f))
+        for modelled in (True, False):
+            found = wrong_left(bands[modelled], draws=4000, seed=int(rng.integers(1 << 30)))
+            held[modelled] += found.low <= truth <= found.high
+    assert held[True] >= 0.9 * 150
+    assert held[False] < held[True]  # read as certain, the misjudged verdicts lift the interval off the truth
+
+
+def test_the_chance_of_a_false_verdict_follows_how_often_experts_disagree():
+    assert verdict_false_wrong(0.0, 10) == 0.0
+    one = verdict_false_wrong(0.28, 10, single=True)
+    assert one == pytest.approx(1 - 0.72**0.5)
+    assert verdict_false_wrong(0.28, 10) == pytest.approx(one * one / 9)
+    assert verdict_false_wrong(0.28, 1) == 0.0
