@@ -73,6 +73,10 @@ def _base_query(scorer: str, filters: QueueFilters, reviewing: Sequence[str]):
         .where(Image.status == "active")
     )
     query = query.where(Image.label_id.is_(None) if filters.unlabeled else Image.label_id.is_not(None))
+    # An image drawn for an audit waits for its blind answer: every ranked view (Review, the Grid, the REST
+    # queue) would show its prediction and let it be decided unblind, so none lists it until it is answered.
+    awaits_audit = exists().where(BlindTask.image_id == Image.id, BlindTask.kind == "audit", BlindTask.status == "open")
+    query = query.where(~awaits_audit)
     if filters.label is not None:
         query = query.where(Label.name == filters.label)
     if filters.predicted is not None:
@@ -137,13 +141,7 @@ def lease_next(
         now = utcnow()
         query, reviewed = _base_query(scorer, filters, reviewing)
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
-        # An image drawn for an audit waits for its blind answer: the ranked queue would show its prediction.
-        audited = exists().where(BlindTask.image_id == Image.id, BlindTask.kind == "audit", BlindTask.status == "open")
-        query = (
-            query.where(~held_by_others, ~audited, Image.id.not_in(skip))
-            .order_by(Score.score.desc(), Image.id)
-            .limit(1)
-        )
+        query = query.where(~held_by_others, Image.id.not_in(skip)).order_by(Score.score.desc(), Image.id).limit(1)
         # PostgreSQL: experts asking at once each lock a different row instead of all picking the top
         # one and all but one failing on the lease's key (SQLite's BEGIN IMMEDIATE serialises them).
         query = query.with_for_update(of=Image, skip_locked=True)

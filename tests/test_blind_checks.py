@@ -54,11 +54,13 @@ def test_an_audit_draws_every_band_and_its_items_come_blind(context, team):
     item = review.next_item(context, first, QueueFilters(), blind=True)
     assert item.task_kind == "audit" and item.task_id is not None
     assert item.predicted_label is None and item.score is None and item.top == []
-    # The ranked queue never hands out an image waiting for its audit answer.
+    # No ranked view hands out or lists an image waiting for its audit answer (it would show the prediction).
     audited = {t.image_id for t in blind_db.audit_items(context.database, drawn.audit_id)}
     ranked = review.next_item(context, first, QueueFilters(label="cat"), blind=True)
     assert review.next_item(context, first, QueueFilters()).task_id is None  # only callers that ask get them
     assert ranked.task_id is None and ranked.image_id not in audited
+    listed = review.queue_page(context, first, QueueFilters(), limit=100)
+    assert listed.total == 32 and not audited & {item.image_id for item in listed.items}
 
 
 def test_blind_checks_alternate_with_the_ranked_queue_and_audit_answers_are_logged_as_audit(context, team):
