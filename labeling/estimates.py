@@ -23,8 +23,6 @@ Pure statistics (no database, no I/O); the callers count things and this module 
 - proportion: the Jeffreys interval for a single rate (e.g. how often an audited band was wrong), the same
   prior as above so that the numbers shown side by side agree; it keeps good coverage at 0 and n, where
   the textbook Wald interval collapses to a point.
-- expected_wrong: the plain sum of per-image wrong-label probabilities, the expected count of wrong labels
-  among those images (linearity of expectation needs no independence); the review queue's stopping hint.
 - cohen_kappa, pair_agreement, class_agreement: Cohen's kappa (scikit-learn's), agreement corrected for
   what two raters would agree on by chance given how often each uses each answer, for each pair of experts
   and, one class against the rest, for each class. Raw agreement alone looks good whenever one class dominates.
@@ -257,14 +255,6 @@ def proportion(successes: int, trials: int, level: float = 0.95) -> Interval | N
     low = 0.0 if successes == 0 else float(beta.ppf(tail, a, b))
     high = 1.0 if successes == trials else float(beta.ppf(1.0 - tail, a, b))
     return Interval(successes / trials, low, high)
-
-
-def expected_wrong(rates: Sequence[float]) -> float:
-    """Expected number of wrong labels among items with these wrong-label probabilities: their sum."""
-    values = np.asarray(rates, dtype=float)
-    if values.size and (not np.all(np.isfinite(values)) or values.min() < 0.0 or values.max() > 1.0):
-        raise ValueError("wrong-label rates must be probabilities in [0, 1]")
-    return float(values.sum())
 
 
 def _kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float | None:

@@ -635,7 +635,8 @@ def settle(context: Context, user: UserRow | None, task_id: int, label: str | No
     decision marked settle, once; an admin who gave one of the two answers leaves it to another admin."""
     user = require_role(user, ADMIN)
     database = context.database
-    found = [j for j in blind_db.judgements(database, statuses=None) if j.task_id == task_id]
+    task = blind_db.get_task(database, task_id)
+    found = [j for j in blind_db.judgements(database, image_id=task.image_id) if j.task_id == task_id] if task else []
     if not found:
         raise DecisionError(f"there is no second opinion {task_id}")
     judgement = found[0]

@@ -16,7 +16,6 @@ from labeling.estimates import (
     class_agreement,
     cohen_kappa,
     consensus,
-    expected_wrong,
     pair_agreement,
     proportion,
     verdict_false_wrong,
@@ -128,13 +127,6 @@ def test_proportion_known_value_and_contains_estimate():
             for successes in range(trials + 1):
                 interval = proportion(successes, trials, level)
                 assert 0 <= interval.low <= interval.estimate <= interval.high <= 1
-
-
-def test_expected_wrong_sums_the_rates():
-    assert expected_wrong([0.1, 0.25, 0.5]) == pytest.approx(0.85)
-    assert expected_wrong([]) == 0.0
-    with pytest.raises(ValueError):
-        expected_wrong([0.2, 1.5])
 
 
 def test_cohen_kappa():
