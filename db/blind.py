@@ -174,6 +174,14 @@ def last_was_blind(database: Database, user_id: int) -> bool:
     return answered is not None and (decided is None or answered >= decided)
 
 
+def _answerable_by(user_id: int) -> tuple:
+    """The conditions on a blind task that this user may answer now: open, not a check of their own
+    decision, and not answered by them already."""
+    answered = exists().where(BlindAnswer.task_id == BlindTask.id, BlindAnswer.user_id == user_id)
+    not_theirs = or_(BlindTask.excluded_user_id.is_(None), BlindTask.excluded_user_id != user_id)
+    return BlindTask.status == OPEN, not_theirs, ~answered
+
+
 def lease_next_task(
     database: Database, user_id: int, *, lease_s: int, skip: tuple[int, ...] = ()
 ) -> tuple[TaskRow, Image, str | None, int | None] | None:
@@ -183,15 +191,12 @@ def lease_next_task(
     for _ in range(20):  # another expert may lease the same image first: then try the next
         now = utcnow()
         held_by_others = exists().where(Lease.image_id == Image.id, Lease.user_id != user_id, Lease.expires_at > now)
-        answered = exists().where(BlindAnswer.task_id == BlindTask.id, BlindAnswer.user_id == user_id)
         query = (
             select(BlindTask, Image, Label.name)
             .join(Image, Image.id == BlindTask.image_id)
             .outerjoin(Label, Label.id == Image.label_id)
             .where(
-                BlindTask.status == OPEN,
-                or_(BlindTask.excluded_user_id.is_(None), BlindTask.excluded_user_id != user_id),
-                ~answered,
+                *_answerable_by(user_id),
                 Image.status == "active",
                 ~held_by_others,
                 Image.id.not_in(skip),
@@ -223,13 +228,7 @@ def lease_next_task(
 
 def waits_for(database: Database, user_id: int, image_id: int) -> bool:
     """Whether an open blind task on the image waits for this user's answer (theirs to give, not yet given)."""
-    answered = exists().where(BlindAnswer.task_id == BlindTask.id, BlindAnswer.user_id == user_id)
-    query = select(BlindTask.id).where(
-        BlindTask.image_id == image_id,
-        BlindTask.status == OPEN,
-        or_(BlindTask.excluded_user_id.is_(None), BlindTask.excluded_user_id != user_id),
-        ~answered,
-    )
+    query = select(BlindTask.id).where(BlindTask.image_id == image_id, *_answerable_by(user_id))
     with database.read() as session:
         return session.execute(query.limit(1)).first() is not None
 
@@ -251,19 +250,15 @@ def record_answer(
     label: str | None,
     *,
     decision_id: int | None = None,
-    task_status: str | None = None,
     settled_decision_id: int | None = None,
 ) -> None:
-    """Store a user's answer to a task (and the task's new status, when given); the user's leases end."""
+    """Store a user's answer to a task (and the decision that settled it, when given); the user's leases end."""
     with database.write() as session:
         session.add(BlindAnswer(task_id=task_id, user_id=user_id, action=action, label=label, decision_id=decision_id))
-        changes = {}
-        if task_status is not None:
-            changes["status"] = task_status
         if settled_decision_id is not None:
-            changes["settled_decision_id"] = settled_decision_id
-        if changes:
-            session.execute(update(BlindTask).where(BlindTask.id == task_id).values(**changes))
+            session.execute(
+                update(BlindTask).where(BlindTask.id == task_id).values(settled_decision_id=settled_decision_id)
+            )
         session.execute(delete(Lease).where(Lease.user_id == user_id))
 
 

@@ -36,12 +36,6 @@ def get_guide(database: Database, label: str) -> Guide | None:
         return Guide(label, row.definition, [(i, thumbs[i]) for i in ids if i in thumbs], author, row.updated_at)
 
 
-def list_guides(database: Database) -> list[str]:
-    """The classes that have a guideline."""
-    with database.read() as session:
-        return list(session.scalars(select(ClassGuide.label).order_by(ClassGuide.label)))
-
-
 def save_guide(database: Database, label: str, definition: str, example_ids: list[int], user_id: int) -> None:
     """Write the class's guideline, replacing the one before."""
     with database.write() as session:
