@@ -231,7 +231,8 @@ def measure(context: Context, *, reviewing: Sequence[str], judging: Sequence[str
     audit = blind_db.latest_audit(database)
     top_rate = None
     if audit is not None:
-        verdicts = audit_verdicts(context, audit, judgements, classes)
+        items = blind_db.audit_items(database, audit.id)
+        verdicts = audit_verdicts(context, audit, items, judgements, classes)
         unreviewed = blind_db.unreviewed_by_band(database, audit.id, reviewing=reviewing)
         disagreement = _disagreement(judgements)
         bands = []
@@ -243,7 +244,6 @@ def measure(context: Context, *, reviewing: Sequence[str], judging: Sequence[str
             ]
             false_wrong = sum(misjudged) / len(misjudged) if misjudged else 0.0
             bands.append(estimates.Band(band["name"], unreviewed.get(b, 0), len(in_band), wrong, false_wrong))
-        items = blind_db.audit_items(database, audit.id)
         result.update(
             audit_id=audit.id,
             audit_size=len(items),
@@ -280,10 +280,14 @@ def _unreviewed_in_queue(context: Context, reviewing: Sequence[str]) -> int:
 
 
 def audit_verdicts(
-    context: Context, audit: blind_db.AuditRow, judgements: list[blind_db.Judgement], classes: list[str]
+    context: Context,
+    audit: blind_db.AuditRow,
+    items: list[blind_db.AuditItem],
+    judgements: list[blind_db.Judgement],
+    classes: list[str],
 ) -> list[AuditItemVerdict]:
     """Each answered audit item's verdict, and whether its label was wrong (see the module docstring)."""
-    items = [item for item in blind_db.audit_items(context.database, audit.id) if item.answer is not None]
+    items = [item for item in items if item.answer is not None]
     checks = {j.first.decision_id: j for j in judgements if j.audit_id == audit.id and j.status != blind_db.WITHDRAWN}
     answers: dict[int, dict[str, str]] = {}
     for item in items:
@@ -292,15 +296,23 @@ def audit_verdicts(
         if check is not None and check.second is not None:
             given[check.second.user_name] = check.second.label or ""
         answers[item.image_id] = given
-    probabilities = score_db.probabilities_of(context.database, audit.scorer, list(answers))
-    # CROWDLAB sees every answered item (that is how it rates the experts) but decides only the disagreements.
-    consensus = estimates.consensus(answers, probabilities, classes) if answers else None
     with_settlements = {
         item.image_id: {**answers[item.image_id], f"settled by {check.settled.user_name}": check.settled.label or ""}
         for item in items
         if (check := checks.get(item.answer.decision_id)) is not None and check.settled is not None
     }
-    settled_consensus = estimates.consensus({**answers, **with_settlements}, probabilities, classes)
+    crowdlab: dict[bool, estimates.Consensus] = {}
+
+    def consensus(settled: bool) -> estimates.Consensus:
+        """CROWDLAB over every answered item (that is how it rates the experts), with the settlements or
+        without; run once each, and only when a verdict needs it (a disagreement, or three answers apart)."""
+        if settled not in crowdlab:
+            probabilities = score_db.probabilities_of(context.database, audit.scorer, list(answers))
+            crowdlab[settled] = estimates.consensus(
+                {**answers, **with_settlements} if settled else answers, probabilities, classes
+            )
+        return crowdlab[settled]
+
     verdicts = []
     for item in items:
         check = checks.get(item.answer.decision_id)
@@ -310,9 +322,9 @@ def audit_verdicts(
             votes = [item.answer.label, check.second.label, check.settled.label]
             verdict = majority(votes)
             if verdict is _NO_MAJORITY:  # three different answers: CROWDLAB weighs them with the model
-                verdict = settled_consensus.labels.get(item.image_id, check.settled.label)
-        elif how == blind_db.DISPUTED and consensus is not None:
-            verdict = consensus.labels.get(item.image_id, verdict)
+                verdict = consensus(settled=True).labels.get(item.image_id, check.settled.label)
+        elif how == blind_db.DISPUTED:
+            verdict = consensus(settled=False).labels.get(item.image_id, verdict)
         verdicts.append(AuditItemVerdict(item.image_id, item.band, item.label, verdict, how, verdict != item.label))
     return verdicts
 
