@@ -25,7 +25,8 @@ db/ keeps the SQL and the transaction; the edges translate the named refusals (e
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -596,13 +597,14 @@ def answer_blind(
         image = image_db.get_image(database, task.image_id)
         label = _answer_label(action, image.label if image else None, new_label)
         # Claimed first so the item is answered once; given back if the decision is refused.
-        if not blind_db.claim_task(database, task.id, blind_db.OPEN, blind_db.ANSWERED):
-            raise StaleDecision(f"blind check {task_id} was answered meanwhile; press Next")
-        try:
+        with _claimed(
+            context,
+            task.id,
+            blind_db.OPEN,
+            blind_db.ANSWERED,
+            f"blind check {task_id} was answered meanwhile; press Next",
+        ):
             row = _decide(context, user, task.image_id, action.name, expected_last_id, new_label, purpose=AUDIT)
-        except BaseException:
-            blind_db.claim_task(database, task.id, blind_db.ANSWERED, blind_db.OPEN)
-            raise
         blind_db.record_answer(database, task.id, user.id, action.name, label, decision_id=row.id)
         _ask_second_opinion(context, row, user.id, audit_id=task.audit_id)
         return BlindAnswer(task.id, AUDIT, action.name, label, row, blind_db.ANSWERED)
@@ -614,6 +616,19 @@ def answer_blind(
         raise StaleDecision(f"blind check {task_id} was answered or withdrawn meanwhile; press Next")
     blind_db.record_answer(database, task.id, user.id, action.name, label)
     return BlindAnswer(task.id, SECOND, action.name, label, None, status)
+
+
+@contextmanager
+def _claimed(context: Context, task_id: int, holding: str, claimed: str, refusal: str) -> Iterator[None]:
+    """Move the task from holding to claimed for the block, so that its work is done once; StaleDecision
+    (refusal) when another request claimed it first; moved back when the block raises."""
+    if not blind_db.claim_task(context.database, task_id, holding, claimed):
+        raise StaleDecision(refusal)
+    try:
+        yield
+    except BaseException:
+        blind_db.claim_task(context.database, task_id, claimed, holding)
+        raise
 
 
 def answer_blind_class(
@@ -646,13 +661,10 @@ def settle(context: Context, user: UserRow | None, task_id: int, label: str | No
         raise PermissionDenied("you gave one of the two answers; another admin settles it")
     if label is not None:
         label = clean_label(label)
-    if not blind_db.claim_task(database, task_id, blind_db.DISPUTED, blind_db.SETTLED):
-        raise StaleDecision(f"second opinion {task_id} was settled meanwhile")
-    try:
+    with _claimed(
+        context, task_id, blind_db.DISPUTED, blind_db.SETTLED, f"second opinion {task_id} was settled meanwhile"
+    ):
         row = _apply_settlement(context, user, judgement.image_id, label)
-    except BaseException:
-        blind_db.claim_task(database, task_id, blind_db.SETTLED, blind_db.DISPUTED)
-        raise
     action = "delete" if label is None else ("keep" if row is None or row.action == "keep" else "relabel")
     blind_db.record_answer(
         database, task_id, user.id, action, label, decision_id=row.id if row else None,
