@@ -329,6 +329,75 @@ class ClassGuide(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class ApiToken(Base):
+    """A token an admin made for a program (Label Studio's ML backend connection); only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # the first characters, to tell tokens apart in Admin
+    scope: Mapped[str] = mapped_column(String(30))  # label-studio
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LabelStudioProject(Base):
+    """A Label Studio project connected to Loupe as its ML backend, as its last /setup described it."""
+
+    __tablename__ = "label_studio_projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_uid: Mapped[str] = mapped_column(String(100), unique=True)  # Label Studio's "<id>.<created>"
+    hostname: Mapped[str] = mapped_column(Text, default="")  # where its uploaded files are served
+    # The Label Studio user token /setup sends, to fetch files uploaded into Label Studio; Label Studio
+    # gives it to every ML backend it calls, so it is kept like the database's other secrets.
+    access_token: Mapped[str] = mapped_column(Text, default="")
+    label_config: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(100), default="")  # the Choices tag
+    to_name: Mapped[str] = mapped_column(String(100), default="")  # the Image tag
+    image_key: Mapped[str] = mapped_column(String(100), default="")  # the task data key of the image
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    setup_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelStudioTask(Base):
+    """A Label Studio task and the Loupe image its picture became."""
+
+    __tablename__ = "label_studio_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("label_studio_projects.id"), index=True)
+    task_id: Mapped[int] = mapped_column(BigInteger)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    image_ref: Mapped[str] = mapped_column(Text)  # the task's image URL or path, as Label Studio gave it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "task_id"),)
+
+
+class LabelStudioAnnotation(Base):
+    """One Label Studio annotation event Loupe acted on, so a webhook sent twice makes one decision."""
+
+    __tablename__ = "label_studio_annotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("label_studio_projects.id"), index=True)
+    annotation_id: Mapped[int] = mapped_column(BigInteger)
+    revision: Mapped[str] = mapped_column(String(60))  # the annotation's updated_at: an edit is a new event
+    task_id: Mapped[int] = mapped_column(BigInteger)
+    annotator: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str | None] = mapped_column(String(200))
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"))
+    outcome: Mapped[str] = mapped_column(Text)  # what Loupe did with it, in a sentence
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "annotation_id", "revision"),)
+
+
 class AppState(Base):
     """Small named JSON values shared by every process: the loop's policy, what the quick loop last saw."""
 
