@@ -96,6 +96,18 @@ def score_of(database: Database, scorer: str, image_id: int) -> ScoredImage | No
     )
 
 
+def pass_results(database: Database, scorer: str) -> dict[int, NewScore]:
+    """Every image's result in a scoring pass, by image id (exports read them all at once)."""
+    with database.read() as session:
+        rows = session.execute(select(Score).where(Score.scorer == scorer)).scalars().all()
+        return {
+            s.image_id: NewScore(
+                s.image_id, s.score, s.given_label, s.predicted_label, s.given_probability, list(s.top or [])
+            )
+            for s in rows
+        }
+
+
 @dataclass(frozen=True)
 class ConfidentImage:
     """An active image whose current label is trusted: an expert reviewed it, or the pass is sure of it."""

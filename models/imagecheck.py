@@ -27,6 +27,8 @@ class RejectReason(StrEnum):
     UNSAFE_URL = "unsafe_url"
     UNKNOWN_LABEL = "bad_label"
     DOWNLOAD_FAILED = "download_failed"
+    MISSING_FILE = "missing_file"  # a dataset file names an image that is not there
+    BAD_SPLIT = "bad_split"  # a dataset file gives a split Loupe does not know
 
 
 class ImageRejected(LoupeError):

@@ -188,8 +188,10 @@ def build_dataset_section(context: Context) -> dict:
 
     gr.Markdown(
         "### Export the cleaned dataset\nActive labeled images with their current labels, split as stored, and the "
-        "decision log (`decisions.csv`), as one zip: class folders under `train/` and `valid/`, or `cleaned.csv` "
-        "(`name,label,is_valid,…`, like fastai's) with the files in `images/`."
+        "decision log (`decisions.csv`), as one zip: **folders** (class folders under `train/` and `valid/`, for "
+        "torchvision, fastai, FiftyOne), **csv** (`cleaned.csv`, `name,label,is_valid,…` like fastai's, files in "
+        "`images/`), **imagefolder** (Hugging Face: `train/` and `validation/` with `metadata.jsonl`) or "
+        "**labelstudio** (`tasks.json` with labels as annotations and scores as predictions, `label_config.xml`)."
     )
     with gr.Row():
         export_format = gr.Radio(list(FORMATS), value="folders", label="Layout", scale=1)

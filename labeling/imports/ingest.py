@@ -8,14 +8,18 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from context import Context
 from db import images as image_db
 from db import imports as import_db
 from db.store import content_hash
 from labeling.imports.labels import clean_label  # also imported from here by api/review.py and ui/review_tab.py
-from labeling.imports.split import assign_split
+from labeling.imports.split import assign_split, split_from_name
 from models.imagecheck import ImageRejected, RejectReason, check_image_bytes
+
+if TYPE_CHECKING:
+    from labeling.imports.formats import References
 
 ProgressFn = Callable[[int, int], None]  # (items done, items in all)
 IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db"}
@@ -23,12 +27,13 @@ IGNORED_NAMES = {"__MACOSX", ".DS_Store", "Thumbs.db"}
 
 @dataclass
 class Candidate:
-    """One item to import: how to get its bytes, where it came from, its label if any."""
+    """One item to import: how to get its bytes, where it came from, its label and split if any."""
 
     original_name: str
     source: str
     label: str | None
     load: Callable[[], bytes]
+    split: str | None = None  # as the dataset file names it (checked by split_from_name); None: from the hash
 
 
 @dataclass
@@ -89,6 +94,7 @@ def _import_one(context: Context, batch_id: int, candidate: Candidate) -> bool |
     settings = context.settings
     try:
         label = clean_label(candidate.label) if candidate.label is not None else None
+        given_split = split_from_name(candidate.split) if candidate.split is not None else None
         data = candidate.load()
         checked = check_image_bytes(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     except ImageRejected as rejection:
@@ -108,7 +114,7 @@ def _import_one(context: Context, batch_id: int, candidate: Candidate) -> bool |
         width=checked.width,
         height=checked.height,
         label=label,
-        split=assign_split(digest, seed=settings.split_seed, valid_pct=settings.valid_pct),
+        split=given_split or assign_split(digest, seed=settings.split_seed, valid_pct=settings.valid_pct),
         batch_id=batch_id,
     )
     _, created = image_db.add_image(context.database, new_image)
@@ -230,9 +236,18 @@ def zip_candidates(path: Path, max_bytes: int, default_label: str | None = None)
     return found
 
 
-def path_candidates(path: Path, max_bytes: int, default_label: str | None = None) -> list[Candidate | Refused]:
-    """A folder, a zip or a single image file, as candidates."""
+def path_candidates(
+    path: Path, max_bytes: int, default_label: str | None = None, references: References | None = None
+) -> list[Candidate | Refused]:
+    """A dataset in another tool's format (formats.detect_format), a folder, a zip or a single image file."""
+    # formats builds on this module's Candidate and Refused, so it is imported here, not at the top.
+    from labeling.imports import formats
+
     path = Path(path)
+    fmt = formats.detect_format(path)
+    if fmt is not None:
+        references = references or formats.References(max_bytes=max_bytes)
+        return formats.format_candidates(path, fmt, references, default_label)
     if path.is_dir():
         return folder_candidates(path, max_bytes, default_label)
     if not path.exists():
@@ -250,11 +265,22 @@ def import_paths(
     label: str | None = None,
     progress: ProgressFn | None = None,
     user_name: str | None = None,
+    files_root: Path | None = None,
 ) -> ImportSummary:
-    """Import folders, zips and image files as one batch."""
+    """Import folders, zips, image files and datasets in other tools' formats as one batch.
+
+    The batch's kind is the format's ("labelstudio", "csv", "imagefolder") when every path is in that one.
+    files_root: where Label Studio's /data/local-files/?d=… paths start (default: the JSON file's folder).
+    """
+    from labeling.imports import formats
+
     paths = [Path(p) for p in paths]
+    references = formats.References.from_settings(context.settings, files_root)
     candidates: list[Candidate | Refused] = []
     for path in paths:
-        candidates += path_candidates(path, context.settings.max_image_bytes, label)
+        candidates += path_candidates(path, context.settings.max_image_bytes, label, references)
+    kinds = {formats.batch_kind(path) for path in paths}
+    if len(kinds) == 1 and None not in kinds:
+        kind = kinds.pop()
     source = ", ".join(str(p) for p in paths)
     return import_candidates(context, kind, source, candidates, len(candidates), progress, user_name)
