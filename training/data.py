@@ -36,6 +36,14 @@ def snapshot_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def class_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Images per class and split, {label: {"train": n, "valid": n}}, classes sorted."""
+    counts = {label: {"train": 0, "valid": 0} for label in sorted(frame["label"].unique())}
+    for label, is_valid in frame[["label", "is_valid"]].values:
+        counts[label]["valid" if is_valid else "train"] += 1
+    return counts
+
+
 def build_dataloaders(frame: pd.DataFrame, size: int, batch_size: int, mean, std, device=None, augment: bool = True):
     """fastai DataLoaders: item Resize (centre crop on validation), aug_transforms, the backbone's stats."""
     from fastai.vision.all import (

@@ -33,3 +33,23 @@ def summarize(probabilities: np.ndarray, targets: np.ndarray, classes: list[str]
         "per_class_accuracy": per_class,
         "most_confused": pairs[:10],
     }
+
+
+def per_class_metrics(counts: list[list[int]], classes: list[str]) -> list[dict]:
+    """Per class, from a confusion matrix (rows actual, columns predicted): precision, recall and support.
+
+    precision is None for a class never predicted, recall None for a class without validation images.
+    """
+    matrix = np.asarray(counts, dtype=np.int64)
+    found = []
+    for i, name in enumerate(classes):
+        predicted, actual, right = int(matrix[:, i].sum()), int(matrix[i].sum()), int(matrix[i, i])
+        found.append(
+            {
+                "class": name,
+                "precision": right / predicted if predicted else None,
+                "recall": right / actual if actual else None,
+                "support": actual,
+            }
+        )
+    return found

@@ -8,9 +8,10 @@ import pandas as pd
 from context import Context
 from db import runs as run_db
 from labeling import review
+from training import charts
 from training.launcher import launch
 from training.scheduler import load_policy
-from ui import charts, readable
+from ui import readable
 from ui.admin_models import entered_number
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
