@@ -112,7 +112,12 @@ def test_cron_policy_is_a_stored_job_that_retrains_only_when_something_changed(t
     finally:
         loop.stop()
     with context.database.read() as session:  # the job store keeps the jobs for the next start
-        assert set(session.scalars(select(scheduler_jobs.c.id))) == {"quick_loop", "retrain_check", "scheduled_retrain"}
+        assert set(session.scalars(select(scheduler_jobs.c.id))) == {
+            "quick_loop",
+            "retrain_check",
+            "scheduled_retrain",
+            "hook_deliveries",
+        }
 
     first = run_scheduled_retrain(context, policy)  # never trained: the night's job starts one
     assert run_db.get_run(context.database, first).trigger == "schedule"

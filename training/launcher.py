@@ -12,6 +12,7 @@ from collections.abc import Callable
 from context import Context
 from db import runs as run_db
 from models.backbones import DEFAULT_ARCH, resolve_weights
+from training.hooks import DeliveryPump, run_failed
 from training.params import run_params
 
 
@@ -33,6 +34,20 @@ def spawn_worker(context: Context, run_id: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "training.worker", str(run_id)], env=env)
 
 
+def fail_run(context: Context, run_id: int, error: str) -> None:
+    """Mark the run failed with error (its first line is the sentence people read) and tell the hooks."""
+    run_db.finish_run(context.database, run_id, "failed", error)
+    run_failed(context, run_db.get_run(context.database, run_id))
+
+
+def fail_dead_runs(context: Context, stale_after_s: float = run_db.STALE_HEARTBEAT_S) -> list[int]:
+    """Mark failed every active run whose worker is gone (db/runs.py says when) and tell the hooks; their ids."""
+    failed = run_db.fail_dead_runs(context.database, stale_after_s)
+    for run_id in failed:
+        run_failed(context, run_db.get_run(context.database, run_id))
+    return failed
+
+
 def wait_for_worker(
     context: Context,
     run_id: int,
@@ -48,9 +63,7 @@ def wait_for_worker(
     run = run_db.get_run(context.database, run_id)
     # A worker that lost the claim to another exits at once; the run is the winner's to finish.
     if run.status in run_db.ACTIVE_STATUSES and run.worker_pid in (None, process.pid):
-        run_db.finish_run(
-            context.database, run_id, "failed", f"the training process ended with exit code {process.returncode}"
-        )
+        fail_run(context, run_id, f"the training process ended with exit code {process.returncode}")
         run = run_db.get_run(context.database, run_id)
     return run
 
@@ -77,13 +90,18 @@ def serve_queued_runs(context: Context, poll_s: float = 2.0, once: bool = False)
     slot in the database still allows one run at a time, whoever queued it.
     """
     done = 0
-    while True:
-        run_db.fail_dead_runs(context.database)
-        run_id = run_db.next_queued_run(context.database)
-        if run_id is not None:
-            wait_for_worker(context, run_id, spawn_worker(context, run_id))
-            done += 1
-        elif once:
-            return done
-        else:
-            time.sleep(poll_s)
+    # Servers' schedulers send hook deliveries too; this one sends them where every server runs without one.
+    pump = DeliveryPump(context).start()
+    try:
+        while True:
+            fail_dead_runs(context)
+            run_id = run_db.next_queued_run(context.database)
+            if run_id is not None:
+                wait_for_worker(context, run_id, spawn_worker(context, run_id))
+                done += 1
+            elif once:
+                return done
+            else:
+                time.sleep(poll_s)
+    finally:
+        pump.stop()

@@ -1,13 +1,14 @@
 """The loop that turns decisions into a fresher queue and a better model, with nobody running a command.
 
-Three jobs run in APScheduler (its job store is a table in Loupe's own database):
+These jobs run in APScheduler (its job store is a table in Loupe's own database):
 
 - quick loop: once decisions (or imports, or a promotion) have been quiet for the debounce, embed
   what is new and retrain the cross-validated heads, so the queue re-ranks within seconds;
 - retrain check: the first model, as soon as there are enough labeled images and no version is
   promoted (so the Predict page answers without waiting for anyone); then, when N decisions have
   piled up since the last run, fine-tune the network;
-- scheduled retrain: on a cron expression (e.g. nightly), if anything changed since the last run.
+- scheduled retrain: on a cron expression (e.g. nightly), if anything changed since the last run;
+- hook deliveries: send the event hooks' deliveries that are due (training/hooks.py).
 
 Every job may run in several processes at once (two app servers on one PostgreSQL): the quick loop
 takes a lease in the database and training takes the database's training slot, so each happens once.
@@ -43,7 +44,8 @@ from labeling.ranking.scoring import (
 )
 from models.embedder import EmbeddingModelError
 from training.gate import DEFAULT_TOLERANCE
-from training.launcher import launch
+from training.hooks import deliver_due
+from training.launcher import fail_dead_runs, launch
 from training.params import DEFAULTS, epochs_problem, size_problem
 
 log = logging.getLogger(__name__)
@@ -459,7 +461,7 @@ def retrain_check_job(key: str) -> None:
     """APScheduler entry point of the first model, the decision-count retrain (and of dead-run recovery)."""
     scheduler = _schedulers.get(key)
     if scheduler is not None:
-        run_db.fail_dead_runs(scheduler.context.database)
+        fail_dead_runs(scheduler.context)
         policy = load_policy(scheduler.context)
         run_first_model_check(scheduler.context, policy)
         run_retrain_check(scheduler.context, policy)
@@ -473,8 +475,15 @@ def scheduled_retrain_job(key: str) -> None:
         run_scheduled_retrain(scheduler.context, load_policy(scheduler.context))
 
 
+def hook_deliveries_job(key: str) -> None:
+    """APScheduler entry point of the event hooks' delivery pump (training/hooks.py)."""
+    scheduler = _schedulers.get(key)
+    if scheduler is not None:
+        deliver_due(scheduler.context, holder=scheduler.holder)
+
+
 class LoopScheduler:
-    """APScheduler with Loupe's three jobs, started and stopped with the server."""
+    """APScheduler with Loupe's jobs, started and stopped with the server."""
 
     def __init__(self, context: Context, tick_s: float = 5.0, retrain_check_s: float = 30.0):
         self.context = context
@@ -496,7 +505,7 @@ class LoopScheduler:
         # warn about each, and log every run at INFO. The loop logs what it does itself.
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-        failed = run_db.fail_dead_runs(self.context.database)
+        failed = fail_dead_runs(self.context)
         if failed:
             log.warning("training runs %s were left active by a dead process; marked failed", failed)
         store = SQLAlchemyJobStore(engine=self.context.database.write_engine, tablename=scheduler_jobs.name)
@@ -518,6 +527,10 @@ class LoopScheduler:
             # The first check comes a tick after start, not a whole interval: a fresh instance's first
             # model should not wait half a minute for nothing.
             next_run_time=utcnow() + timedelta(seconds=min(self.tick_s, self.retrain_check_s)),
+        )  # fmt: skip
+        self._scheduler.add_job(
+            "training.scheduler:hook_deliveries_job", "interval", seconds=self.tick_s, args=[self.key],
+            id="hook_deliveries", name="event hook deliveries", replace_existing=True,
         )  # fmt: skip
         self.sync_cron()
 
