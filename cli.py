@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from context import Context  # noqa: E402
 from errors import LoupeError  # noqa: E402
+from labeling.instance.export import FORMATS as EXPORT_FORMATS  # noqa: E402
 from labeling.ranking.duplicates import SIMILARITY_THRESHOLD  # noqa: E402
 from labeling.review import ACTIONS as REVIEW_ACTIONS  # noqa: E402
 from models.specs import SPECS  # noqa: E402
@@ -89,7 +90,7 @@ def cmd_import(context: Context, args: argparse.Namespace) -> int:
     from labeling.imports.ingest import import_paths
 
     progress = CliProgress("import")
-    summary = import_paths(context, args.paths, label=args.label, progress=progress)
+    summary = import_paths(context, args.paths, label=args.label, progress=progress, files_root=args.files_root)
     progress.close()
     _print_summary(summary)
     return 0
@@ -129,7 +130,7 @@ def cmd_export(context: Context, args: argparse.Namespace) -> int:
 
     progress = CliProgress("export")
     try:
-        summary = export_dataset(context, args.dest, args.format, progress)
+        summary = export_dataset(context, args.dest, args.format, progress, ls_image_prefix=args.ls_image_prefix)
     finally:
         progress.close()
     print(f"exported {summary.images} images and {summary.decisions} decisions to {summary.destination}")
@@ -145,6 +146,73 @@ def cmd_worker(context: Context, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     print(f"trained {done} run(s)")
+    return 0
+
+
+def cmd_hooks_add(context: Context, args: argparse.Namespace) -> int:
+    from training.hooks import add_hook
+
+    added = add_hook(context, None, args.url, args.events, allow_private=args.allow_private)
+    print(f"hook {added.hook.id} sends {', '.join(added.hook.events)} to {added.hook.url}")
+    print(f"secret (shown only now; the receiver checks each POST's X-Loupe-Signature with it): {added.secret}")
+    return 0
+
+
+def cmd_hooks_list(context: Context, args: argparse.Namespace) -> int:
+    from training.hooks import list_hooks, recent_deliveries
+
+    found = list_hooks(context, None)
+    if not found:
+        print("no hooks registered")
+    for hook in found:
+        private = ", private addresses allowed" if hook.allow_private else ""
+        print(f"{hook.id:>4}  {hook.url}  ({', '.join(hook.events)}{private})")
+    failed = [d for d in recent_deliveries(context, None, 20) if d.status == "failed"]
+    for delivery in failed:
+        print(f"  delivery {delivery.id} ({delivery.event}) to hook {delivery.hook_id} failed: {delivery.last_error}")
+    return 0
+
+
+def cmd_hooks_remove(context: Context, args: argparse.Namespace) -> int:
+    from training.hooks import remove_hook
+
+    removed = remove_hook(context, None, args.id)
+    print(f"hook {removed.id} ({removed.url}) removed")
+    return 0
+
+
+def cmd_label_studio_token(context: Context, args: argparse.Namespace) -> int:
+    from labeling import label_studio
+
+    made = label_studio.make_token(context, _reviewer(context, args.as_user), args.name, args.url)
+    print(f"token {made.row.name} for the Label Studio at {made.row.origin} (shown only now):")
+    print(made.token)
+    print(
+        "in Label Studio: project Settings → Model → Connect Model, Backend URL http://<loupe>/api/label-studio, "
+        "Basic Authentication with user loupe and this token as the password"
+    )
+    return 0
+
+
+def cmd_label_studio_revoke(context: Context, args: argparse.Namespace) -> int:
+    from labeling import label_studio
+
+    label_studio.revoke_token(context, _reviewer(context, args.as_user), args.name)
+    print(f"token {args.name} revoked")
+    return 0
+
+
+def cmd_label_studio_status(context: Context, args: argparse.Namespace) -> int:
+    from labeling import label_studio
+
+    found = label_studio.connections(context, _reviewer(context, args.as_user))
+    for token in found.tokens:
+        state = "revoked" if token.revoked_at else f"last used {token.last_used_at or 'never'}"
+        print(f"token {token.name} ({token.prefix}…) for {token.origin}: {state}")
+    for project, tasks, events in found.projects:
+        print(f"project {project.project_uid}: {tasks} tasks linked, {events} annotations received")
+    for event in found.events[:10]:
+        print(f"  annotation {event.annotation_id} by {event.annotator}: {event.outcome}")
     return 0
 
 
@@ -296,10 +364,19 @@ def cmd_versions(context: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(context: Context, args: argparse.Namespace) -> int:
-    from db.model_versions import promote, rollback
+    from training.hooks import COMMAND_LINE
+    from training.promotion import promote, rollback
 
-    row = rollback(context.database) if args.version is None else promote(context.database, args.version)
+    row = rollback(context, COMMAND_LINE) if args.version is None else promote(context, args.version, COMMAND_LINE)
     print(f"model version {row.version} is promoted; running servers switch to it within seconds")
+    return 0
+
+
+def cmd_model_archive(context: Context, args: argparse.Namespace) -> int:
+    from training.archive import save_archive
+
+    path = save_archive(context, args.version, args.dest)
+    print(f"model version {args.version} written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -410,9 +487,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="only when the database holds no image")
     demo.set_defaults(handler=cmd_demo)
 
-    imp = commands.add_parser("import", help="import folders (class sub-folders = labels), zips or image files")
+    imp = commands.add_parser(
+        "import",
+        help="import folders (class sub-folders = labels), zips, image files, Label Studio JSON exports, "
+        "CSV lists or Hugging Face imagefolder trees",
+    )
     imp.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     imp.add_argument("--label", help="label for images that are not inside a class folder")
+    imp.add_argument(
+        "--files-root",
+        type=Path,
+        metavar="DIR",
+        help="where Label Studio's /data/local-files/?d=PATH references start (default: the JSON file's folder)",
+    )
     imp.set_defaults(handler=cmd_import)
 
     urls = commands.add_parser("import-urls", help="download URL lists, one file per class (file name = class)")
@@ -433,7 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the cleaned dataset (active images, current labels)")
     export.add_argument("dest", type=Path, metavar="DEST")
-    export.add_argument("--format", choices=["folders", "csv"], default="folders")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="folders")
+    export.add_argument(
+        "--ls-image-prefix",
+        default="",
+        metavar="PREFIX",
+        help="labelstudio: put before images/<file> in each task, e.g. /data/local-files/?d=mydir/ (default: none)",
+    )
     export.set_defaults(handler=cmd_export)
 
     train = commands.add_parser("train", help="train a model on the current labels, in its own process")
@@ -465,6 +558,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     rollback = commands.add_parser("rollback", help="serve again the version promoted before the current one")
     rollback.set_defaults(handler=cmd_promote, version=None)
+
+    archive = commands.add_parser(
+        "model-archive", help="write a model version as one zip: ONNX model, fastai export, classes, model card"
+    )
+    archive.add_argument("version", metavar="VERSION")
+    archive.add_argument(
+        "-o",
+        "--output",
+        dest="dest",  # checked against LOUPE_ALLOWED_ROOTS like every other path argument
+        type=Path,
+        default=Path("."),
+        metavar="FILE",
+        help="the zip to write, or a folder to write loupe-VERSION.zip into (default: the current folder)",
+    )
+    archive.set_defaults(handler=cmd_model_archive)
 
     score = commands.add_parser("score", help="embed new images and rank every label by how likely it is wrong")
     score.add_argument("--top", type=int, default=20, help="how many of the likeliest errors to print")
@@ -531,6 +639,39 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="print dataset counts and how clean the labels are")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=cmd_stats)
+
+    studio = commands.add_parser("label-studio", help="connect Label Studio: Loupe as its ML backend")
+    studio_commands = studio.add_subparsers(dest="label_studio_command", metavar="ACTION", required=True)
+    studio_token = studio_commands.add_parser("token", help="make a token for a Label Studio; prints it once")
+    studio_token.add_argument("name", metavar="NAME")
+    studio_token.add_argument("--url", required=True, help="the Label Studio's address, e.g. http://localhost:8080")
+    studio_token.add_argument("--as", **as_user)
+    studio_token.set_defaults(handler=cmd_label_studio_token)
+    studio_revoke = studio_commands.add_parser("revoke", help="revoke a token; Label Studio's next call is refused")
+    studio_revoke.add_argument("name", metavar="NAME")
+    studio_revoke.add_argument("--as", **as_user)
+    studio_revoke.set_defaults(handler=cmd_label_studio_revoke)
+    studio_status = studio_commands.add_parser("status", help="list tokens, connected projects and annotations")
+    studio_status.add_argument("--as", **as_user)
+    studio_status.set_defaults(handler=cmd_label_studio_status)
+
+    hooks = commands.add_parser("hooks", help="event hooks: URLs that get a signed POST on promotions and failed runs")
+    hook_commands = hooks.add_subparsers(dest="hooks_command", metavar="ACTION", required=True)
+    hooks_add = hook_commands.add_parser("add", help="register a URL; prints its signing secret once")
+    hooks_add.add_argument("url", metavar="URL")
+    hooks_add.add_argument(
+        "--event", dest="events", action="append", metavar="E", help="version.promoted or run.failed (default: both)"
+    )
+    hooks_add.add_argument(
+        "--allow-private", action="store_true", help="allow loopback and private-network addresses (a receiver inside)"
+    )
+    hooks_add.set_defaults(handler=cmd_hooks_add)
+    hook_commands.add_parser("list", help="list the hooks and recent failed deliveries").set_defaults(
+        handler=cmd_hooks_list
+    )
+    hooks_remove = hook_commands.add_parser("remove", help="remove a hook; its pending deliveries are not sent")
+    hooks_remove.add_argument("id", type=int, metavar="ID")
+    hooks_remove.set_defaults(handler=cmd_hooks_remove)
     return parser
 
 

@@ -26,6 +26,7 @@ def build_app(context: Context):
     from fastapi import FastAPI
 
     from api.guard import RequestGuard
+    from api.label_studio import build_label_studio_router
     from api.refusals import install_refusal_handler
     from api.review import build_review_router
     from api.routes import build_router
@@ -72,6 +73,7 @@ def build_app(context: Context):
     install_refusal_handler(app)
     app.include_router(build_router(context, serving, predict_rate))
     app.include_router(build_review_router(context, logins))
+    app.include_router(build_label_studio_router(context, serving))
     app.add_middleware(RequestGuard, doors=doors)
     app = mount_page(
         app,

@@ -48,6 +48,7 @@ class Settings:
     upload_rate_per_s: float = 2.0  # public page uploads per client address (token bucket); 0: off
     upload_burst: int = 10
     max_request_bytes: int = 1024 * 1024  # body of any request that is not an image or admin upload
+    label_studio_max_request_bytes: int = 32 * 1024 * 1024  # a Label Studio /predict: every selected task
     web_cache_max_age_s: float = 900.0  # uploads and cached copies of the web pages live this long
     web_cache_max_bytes: int = 500 * 1024 * 1024  # per folder (uploads, copies) and page
     web_cache_max_files: int = 5000

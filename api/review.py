@@ -6,23 +6,28 @@ by api/refusals.py. This module only authenticates, validates the shape of input
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
+from starlette.background import BackgroundTask
 
+from api.hooks import add_hook_routes
 from context import Context
 from db.queue import QueueFilters
 from db.users import UserRow, authenticate
 from errors import NotAuthenticated
 from labeling import review
 from limits import LoginThrottle
+from training.archive import MAX_VERSION_CHARS, build_archive
 
 basic = HTTPBasic(realm="Loupe review")
 
@@ -287,4 +292,19 @@ def build_review_router(context: Context, logins: LoginThrottle) -> APIRouter:
         )
         return asdict(saved)
 
+    @router.get(
+        "/models/{version}/archive",
+        summary="A model version as one zip: model.onnx, export.pkl, classes.json, MODEL_CARD.md (admins)",
+        response_class=FileResponse,
+    )
+    async def get_model_archive(
+        version: Annotated[str, Path(min_length=1, max_length=MAX_VERSION_CHARS, pattern=LABEL_TEXT)],
+        user: UserRow = Depends(admin),
+    ) -> FileResponse:
+        archive = await run_in_threadpool(build_archive, context, version)
+        # Built in a private temp folder; removed once the last byte is sent.
+        cleanup = BackgroundTask(shutil.rmtree, archive.parent, ignore_errors=True)
+        return FileResponse(archive, media_type="application/zip", filename=archive.name, background=cleanup)
+
+    add_hook_routes(router, context, admin)  # the event hooks' routes (api/hooks.py), behind the same admin check
     return router

@@ -339,6 +339,9 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))  # the first characters, to tell tokens apart in Admin
     scope: Mapped[str] = mapped_column(String(30))  # label-studio
+    # The Label Studio the token was made for, as the admin typed it: the one origin Loupe sends that
+    # Label Studio's own token to, and fetches from even when its address is private.
+    origin: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -396,6 +399,42 @@ class LabelStudioAnnotation(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_id", "annotation_id", "revision"),)
+
+
+class EventHook(Base):
+    """A URL an admin registered to receive signed JSON POSTs when chosen events happen (training/hooks.py)."""
+
+    __tablename__ = "event_hooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The HMAC key of the signature header: shown once to the admin, and kept because every delivery is signed.
+    secret: Mapped[str] = mapped_column(String(100))
+    events: Mapped[list] = mapped_column(JSON, default=list)  # "version.promoted", "run.failed"
+    allow_private: Mapped[bool] = mapped_column(default=False)  # the admin allowed inside addresses explicitly
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the command line
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # removed: no new deliveries
+
+
+class HookDelivery(Base):
+    """One event owed to one hook: pending until a 2xx answers it, failed once retrying cannot help."""
+
+    __tablename__ = "hook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hook_id: Mapped[int] = mapped_column(ForeignKey("event_hooks.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict] = mapped_column(JSON)  # the body sent, {"event", "at", "data"}
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None once settled
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_hook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
 
 
 class AppState(Base):

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from db.engine import Database
 from db.schema import User
@@ -16,6 +17,7 @@ from db.sessions import delete_user_sessions
 from errors import LoupeError
 
 ROLES = ("expert", "admin")
+NO_LOGIN = "!"  # a password hash no password matches (password_matches wants scrypt$…)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -71,6 +73,25 @@ def add_user(database: Database, name: str, role: str, password: str) -> UserRow
         session.add(user)
         session.flush()
         return UserRow(user.id, user.name, user.role, user.disabled)
+
+
+def ensure_account_without_login(database: Database, name: str, role: str) -> UserRow:
+    """The account called name, made with no password (nobody can log in as it) if it is new: it stands for
+    someone who works in another tool, such as a Label Studio annotator, so their decisions carry a name."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    for _attempt in range(2):  # two first decisions by the same person may race to make the account
+        try:
+            with database.write() as session:
+                user = session.scalar(select(User).where(User.name == name))
+                if user is None:
+                    user = User(name=name, role=role, password_hash=NO_LOGIN)
+                    session.add(user)
+                    session.flush()
+                return UserRow(user.id, user.name, user.role, user.disabled)
+        except IntegrityError:
+            continue
+    raise UserError(f"could not make the account {name!r}")
 
 
 class _VerifiedPasswords:

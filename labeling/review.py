@@ -184,14 +184,17 @@ def decide(
     new_label: str | None = None,
     scorer: str | None = None,
     score: float | None = None,
+    purpose: str | None = None,
 ) -> DecisionRow:
     """Record one action on the image as the user saw it (expected_last_id), then end their lease.
 
     The decision records the scoring pass that ranked the image (the queue's, unless scorer names
     another, as a duplicate pair's does) with the image's score in it (or score, when given). A share of
-    decisions, and every relabel by default, is sent for a blind second opinion (ReviewPolicy).
+    decisions, and every relabel by default, is sent for a blind second opinion (ReviewPolicy). purpose
+    marks a decision made outside the ranked queue (a Label Studio annotation), which the queue's
+    precision does not count.
     """
-    row = _decide(context, user, image_id, action_name, expected_last_id, new_label, scorer, score, purpose=None)
+    row = _decide(context, user, image_id, action_name, expected_last_id, new_label, scorer, score, purpose=purpose)
     _ask_second_opinion(context, row, user.id)
     return row
 
@@ -226,14 +229,22 @@ def _decide(
 
 
 def decide_class(
-    context: Context, user: UserRow | None, image_id: int, label: str, *, expected_last_id: int | None
+    context: Context,
+    user: UserRow | None,
+    image_id: int,
+    label: str,
+    *,
+    expected_last_id: int | None,
+    purpose: str | None = None,
 ) -> DecisionRow:
     """The expert says the image shows class label (a class key): a keep when that is its label already,
     else a relabel; so confirming a label is never counted as a wrong label found."""
     image = image_db.get_image(context.database, image_id)
     if image is not None and image.label == label:
-        return decide(context, user, image_id, "keep", expected_last_id=expected_last_id)
-    return decide(context, user, image_id, "relabel", expected_last_id=expected_last_id, new_label=label)
+        return decide(context, user, image_id, "keep", expected_last_id=expected_last_id, purpose=purpose)
+    return decide(
+        context, user, image_id, "relabel", expected_last_id=expected_last_id, new_label=label, purpose=purpose
+    )
 
 
 def decide_on_current(

@@ -16,6 +16,7 @@ from test_db import new_image
 
 from db import images as image_db
 from db.scores import NewScore, replace_scores
+from labeling import label_studio
 from labeling.ranking.scoring import scorer_name
 
 # Per operation and mode: six operations, two modes, about 240 requests in ~10 s per database.
@@ -48,7 +49,10 @@ def fuzz_server(tmp_path, database_url):
     ids.append(image_db.add_image(context.database, new_image(f"{9:064d}", None))[0].id)
     scores = [NewScore(i, 0.5, "a", 0.5, 0.5, [["a", 0.5]]) for i in ids]
     replace_scores(context.database, scorer_name(), scores)
+    admin = add_user(context.database, "alice", "admin", "alice-password")
     with LiveServer(context) as server:
+        # Label Studio's routes take a token, not an account: the fuzzer sends one so their bodies get fuzzed.
+        server.label_studio_token = label_studio.make_token(context, admin, "fuzz", "http://127.0.0.1:9").token
         yield server
     context.database.dispose()
 
@@ -65,8 +69,10 @@ def test_no_operation_answers_a_server_error(fuzz_server):
             @given(case=operation.as_strategy(generation_mode=mode))
             @FUZZ
             def call(case):
-                # Basic auth as the expert on every route: the review routes check it, the others ignore it.
-                response = case.call(base_url=fuzz_server.url, auth=EXPERT, timeout=30)
+                # Basic auth as the expert on every route: the review routes check it, the others ignore it;
+                # Label Studio's routes get its token as the password, as Label Studio sends it.
+                auth = ("loupe", fuzz_server.label_studio_token) if "/label-studio/" in case.path else EXPERT
+                response = case.call(base_url=fuzz_server.url, auth=auth, timeout=30)
                 case.validate_response(response, checks=[not_a_server_error])
 
             try:

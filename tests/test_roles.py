@@ -17,6 +17,7 @@ from db import model_versions as version_db
 from db import runs as run_db
 from db import users as user_db
 from db.stats import dataset_stats
+from labeling import label_studio
 
 # Named /review endpoints, each with arguments an admin may send; all are admin-only. Arguments are
 # chosen so an admin call does something harmless or is refused for its input, never for its role.
@@ -32,6 +33,7 @@ ADMIN_ENDPOINTS = {
     "/retry_run": (None,),
     "/promote_version": (None,),
     "/rollback_version": (),
+    "/model_archive": (None,),
     "/save_loop_policy": (True, 20, 0, "", 0.01, 1, 2, 128),
     "/add_user": ("carol", "expert", "carol-password"),
     "/reset_password": ("bob", "bob-new-password"),
@@ -47,9 +49,15 @@ ADMIN_ENDPOINTS = {
     "/admin_settle_delete": (None, None),
     "/admin_class_guide": (None,),
     "/admin_save_class_guide": (None, "", ""),
+    "/admin_hooks": (),
+    "/admin_add_hook": ("", [], False),
+    "/admin_remove_hook": (None,),
+    "/admin_make_ls_token": ("label studio", "http://127.0.0.1:9"),
+    "/admin_revoke_ls_token": (None,),
 }
 
-# (method, path, who may use it); "public" needs nothing, "expert" means expert or admin, "admin" admins only.
+# (method, path, who may use it); "public" needs nothing, "expert" means expert or admin, "admin" admins only,
+# "token" a Label Studio token an admin made (no account's password opens it).
 REST_ROUTES = [
     ("GET", "/api/health", "public"),
     ("POST", "/api/predict", "public"),
@@ -67,6 +75,15 @@ REST_ROUTES = [
     ("PUT", "/api/guides", "admin"),
     ("GET", "/api/review-policy", "expert"),
     ("PUT", "/api/review-policy", "admin"),
+    ("GET", "/api/hooks", "admin"),
+    ("POST", "/api/hooks", "admin"),
+    ("DELETE", "/api/hooks/{hook_id}", "admin"),
+    ("GET", "/api/hooks/deliveries", "admin"),
+    ("GET", "/api/models/{version}/archive", "admin"),
+    ("GET", "/api/label-studio/health", "token"),
+    ("POST", "/api/label-studio/setup", "token"),
+    ("POST", "/api/label-studio/predict", "token"),
+    ("POST", "/api/label-studio/webhook", "public"),
 ]
 
 
@@ -123,8 +140,18 @@ def test_rest_route_roles(live_server, method, path, allowed):
     for who, auth in (("anonymous", None), ("expert", EXPERT), ("admin", ADMIN)):
         response = httpx.request(method, f"{live_server.url}{path}", auth=auth, timeout=30)
         refused_for_role = response.status_code in (401, 403)
-        should_refuse = (allowed != "public" and who == "anonymous") or (allowed == "admin" and who == "expert")
+        should_refuse = (
+            (allowed != "public" and who == "anonymous")
+            or (allowed == "admin" and who == "expert")
+            or allowed == "token"
+        )
         assert refused_for_role == should_refuse, (who, response.status_code)
+    if allowed == "token":
+        admin = user_db.get_user(live_server.context.database, ADMIN[0])
+        token = label_studio.make_token(live_server.context, admin, "roles", "http://127.0.0.1:9").token
+        before = fingerprint(live_server.context)
+        response = httpx.request(method, f"{live_server.url}{path}", auth=("loupe", token), timeout=30)
+        assert response.status_code not in (401, 403), response.text
     assert fingerprint(live_server.context) == before  # none of these calls carried a valid change
 
 

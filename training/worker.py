@@ -24,10 +24,13 @@ from models.backbones import spec_for
 from models.onnx_export import export_onnx
 from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, prune_versions, write_version
 from settings import Settings
-from training.data import build_dataloaders, snapshot, snapshot_digest
+from training import promotion
+from training.data import build_dataloaders, class_counts, snapshot, snapshot_digest
 from training.diagnosis import diagnose
 from training.evaluate import summarize
 from training.gate import DEFAULT_TOLERANCE, judge
+from training.hooks import GATE
+from training.launcher import fail_run
 from training.learner import ReportProgress, build_learner
 from training.params import DEFAULTS
 
@@ -106,6 +109,7 @@ def train_run(context: Context, run_id: int) -> str | None:
         seconds=round(time.monotonic() - started, 1),
         snapshot=snapshot_digest(frame),
         train_count=int((~frame["is_valid"]).sum()),
+        class_counts=class_counts(frame),  # what the model card says it was trained on
     )
     run_db.record_metrics(database, run_id, metrics)
 
@@ -127,8 +131,13 @@ def train_run(context: Context, run_id: int) -> str | None:
             "classes": list(dls.vocab),
             "onnx": has_onnx,
             "device": device,
-            "metrics": {k: metrics[k] for k in ("error_rate", "valid_count", "per_class_accuracy")},
-            "data": {"images": len(frame), "snapshot": metrics["snapshot"]},
+            "metrics": {k: metrics[k] for k in ("error_rate", "valid_count", "per_class_accuracy", "confusion_matrix")},
+            "data": {
+                "images": len(frame),
+                "snapshot": metrics["snapshot"],
+                "class_counts": metrics["class_counts"],
+                "last_decision_id": run_db.get_run(database, run_id).last_decision_id,  # set by start_run
+            },
         }
 
     path = write_version(context, version, fill)
@@ -139,7 +148,7 @@ def train_run(context: Context, run_id: int) -> str | None:
         run_db.record_metrics(database, run_id, metrics)
     version_db.add_version(database, version, run_id, str(path.relative_to(context.settings.data_dir)), summary)
     if params.get("promote", True) and summary["gate"]["promote"]:
-        version_db.promote(database, version)
+        promotion.promote(context, version, GATE)
     prune_versions(context)
     run_db.finish_run(database, run_id, "succeeded")
     return version
@@ -163,7 +172,7 @@ def main(argv: list[str]) -> int:
         return 0
     except BaseException as error:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        run_db.finish_run(context.database, run_id, "failed", f"{detail}\n\n{traceback.format_exc()}")
+        fail_run(context, run_id, f"{detail}\n\n{traceback.format_exc()}")
         return 1
     finally:
         stop_heartbeat.set()

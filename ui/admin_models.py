@@ -1,8 +1,10 @@
-"""Admin → Models & loop: model versions with promote / rollback, and the retraining loop's policy."""
+"""Admin → Models & loop: model versions with promote / rollback / download, and the retraining loop's policy."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -12,6 +14,8 @@ from db import model_versions as version_db
 from db import runs as run_db
 from labeling import review
 from labeling.ranking.scoring import serving_pass
+from training import hooks, promotion
+from training.archive import build_archive
 from training.scheduler import (
     FIRST_MODEL_RULE,
     LoopPolicy,
@@ -76,6 +80,9 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
         ),
         f"Training now: run {active.id} ({active.status})." if active else "No training run is active.",
     ]
+    hook_failures = hooks.failure_note(context)
+    if hook_failures:
+        lines.append(f"**{hook_failures}**")
     if rescored.get("error"):
         lines.append(f"**The quick loop cannot rescore:** {md_text(rescored['error'])} The last ranking keeps serving.")
     if loop:
@@ -149,13 +156,13 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
         user = require_role_in_handler(context, request, review.ADMIN)
         if not version:
             raise gr.Error("Choose a version to promote.")
-        version_db.promote(context.database, version)
+        promotion.promote(context, version, hooks.by_admin(user))
         gr.Info(html_text(f"{version} promoted by {user.name}; the predictor switches within seconds."))
         return refresh(request)
 
     def rollback(request: gr.Request) -> dict:
         user = require_role_in_handler(context, request, review.ADMIN)
-        restored = version_db.rollback(context.database)
+        restored = promotion.rollback(context, hooks.by_admin(user))
         gr.Info(html_text(f"Rolled back to {restored.version} by {user.name}."))
         return refresh(request)
 
@@ -192,6 +199,25 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
     return tuple(shows_refusals(handler) for handler in (refresh, promote, rollback, save))
 
 
+def make_archive_handler(context: Context, cache_folder: Callable[[], str]):
+    """The handler that builds a version's archive (model, export, classes, card) for the admin who asks.
+
+    cache_folder gives the output component's Gradio cache: the Admin tab's copies, whose file route
+    serves admins only (ui/mounts.py). The zip is built there, in a new folder with a random name, so
+    Gradio serves it without copying it, only the asker learns its path, and the cache's sweep removes it.
+    """
+
+    def archive(request: gr.Request, version: str | None) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
+        if not version:
+            raise gr.Error("Choose a version to download.")
+        path = build_archive(context, str(version), into=Path(cache_folder()))
+        gr.Info(html_text(f"{path.name} is ready for {user.name}."))
+        return {"archive_file": str(path)}
+
+    return shows_refusals(archive)
+
+
 def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
     """The Models & loop section's components and wiring; returns the handler that fills it."""
     refresh, promote, rollback, save = make_handlers(context, loop)
@@ -206,6 +232,12 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
         chosen = gr.Dropdown([], label="Version", allow_custom_value=True, elem_id="version-choice", scale=3)
         promote_button = gr.Button("Promote", variant="primary", elem_id="promote-version")
         rollback_button = gr.Button("Roll back", elem_id="rollback-version")
+        archive_button = gr.Button("Download archive", elem_id="archive-version")
+    archive_file = gr.File(
+        label="Model archive: model.onnx, export.pkl, classes.json, MODEL_CARD.md, confusion_matrix.png",
+        interactive=False,
+        elem_id="version-archive",
+    )
     gr.Markdown("### Retraining loop")
     status = gr.Markdown(elem_id="loop-status")
     with gr.Row():
@@ -242,4 +274,8 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
     promote_button.click(promote_fn, inputs=chosen, outputs=outputs, api_name="promote_version")
     rollback_button.click(rollback_fn, outputs=outputs, api_name="rollback_version")
     save_button.click(save_fn, inputs=list(policy_fields.values()), outputs=outputs, api_name="save_loop_policy")
+    archive_fn, archive_outputs = wire(
+        make_archive_handler(context, lambda: archive_file.GRADIO_CACHE), {"archive_file": archive_file}
+    )
+    archive_button.click(archive_fn, inputs=chosen, outputs=archive_outputs, api_name="model_archive")
     return {"fn": fill, "outputs": outputs}

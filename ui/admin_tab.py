@@ -1,4 +1,4 @@
-"""The Admin tab (admins only): training, models and the loop, the dataset, audits and agreement, and accounts.
+"""The Admin tab (admins only): training, models and the loop, the dataset, audits, accounts, Label Studio, hooks.
 
 Hidden from experts, and every handler in its sections checks the admin role on the server anyway.
 """
@@ -11,6 +11,8 @@ from context import Context
 from training.scheduler import LoopScheduler
 from ui.admin_audit import build_audit_section
 from ui.admin_dataset import build_dataset_section
+from ui.admin_hooks import build_hooks_section
+from ui.admin_label_studio import build_label_studio_section
 from ui.admin_models import build_models_section
 from ui.admin_training import build_training_section
 from ui.admin_users import build_users_section
@@ -30,10 +32,16 @@ def build_admin_tab(context: Context, loop: LoopScheduler | None) -> tuple[gr.Ta
                 fill_audit = build_audit_section(context)
             with gr.Tab("Users", id="admin-users") as users_tab:
                 fill_users = build_users_section(context)
+            with gr.Tab("Label Studio", id="admin-label-studio") as label_studio_tab:
+                fill_label_studio = build_label_studio_section(context)
+            with gr.Tab("Hooks", id="admin-hooks") as hooks_tab:
+                fill_hooks = build_hooks_section(context)
     tab.select(**fill_training, api_visibility="private")
     training_tab.select(**fill_training, api_visibility="private")
     models_tab.select(**fill_models, api_visibility="private")
     dataset_tab.select(**fill_dataset, api_visibility="private")
     audit_tab.select(**fill_audit, api_visibility="private")
     users_tab.select(**fill_users, api_visibility="private")
+    hooks_tab.select(**fill_hooks, api_visibility="private")
+    label_studio_tab.select(**fill_label_studio, api_visibility="private")
     return tab, timer

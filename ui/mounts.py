@@ -267,6 +267,7 @@ class WebDoors:
         self.upload_rate = upload_rate
         settings = context.settings
         self.default_max_bytes = settings.max_request_bytes
+        self.label_studio_max_bytes = settings.label_studio_max_request_bytes
         self.image_max_bytes = settings.max_image_bytes + ENVELOPE_BYTES
         self.zip_max_bytes = settings.max_zip_bytes + ENVELOPE_BYTES
 
@@ -328,7 +329,10 @@ class WebDoors:
         """How many body bytes a request may send: an image for uploads and predict, a zip for admin uploads."""
         mount, sub = self._mount(scope["path"])
         if mount is None:
-            return self.image_max_bytes if scope["path"].rstrip("/") == "/api/predict" else self.default_max_bytes
+            path = scope["path"].rstrip("/")
+            if path == "/api/predict":
+                return self.image_max_bytes
+            return self.label_studio_max_bytes if path == "/api/label-studio/predict" else self.default_max_bytes
         if sub.rstrip("/") == UPLOAD_ROUTE:
             return self.zip_max_bytes if mount.admin_copies is not None else self.image_max_bytes
         return self.default_max_bytes

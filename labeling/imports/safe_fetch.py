@@ -1,10 +1,12 @@
-"""Fetching one image for someone else (classify-url): scheme allowlist, address checks, caps."""
+"""Fetching one image for someone else (classify-url), and POSTing event hooks through the same guard:
+scheme allowlist, address checks, caps."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 import time
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlparse
 
 import httpx
@@ -19,6 +21,18 @@ class UnsafeUrl(ImageRejected):
 
     def __init__(self, detail: str):
         super().__init__(RejectReason.UNSAFE_URL, detail)
+
+
+class ServerRefused(ImageRejected):
+    """The server answered with an HTTP error; status_code says which."""
+
+    def __init__(self, status_code: int):
+        super().__init__(RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {status_code}")
+        self.status_code = status_code
+
+
+class InsideAddress(UnsafeUrl):
+    """A host that resolves to an address inside this network (a refusal that waiting will not change)."""
 
 
 def read_body_capped(response: httpx.Response, max_bytes: int, deadline: float | None = None) -> bytes:
@@ -115,7 +129,7 @@ def check_url(url: str, allow_private: bool) -> str:
         for address in addresses:
             refused = _refusal(address)
             if refused is not None:
-                raise UnsafeUrl(f"{parsed.hostname} resolves to {refused} an address Loupe does not fetch from")
+                raise InsideAddress(f"{parsed.hostname} resolves to {refused} an address Loupe does not fetch from")
     return str(addresses[0])
 
 
@@ -135,26 +149,90 @@ def pinned(url: str, address: str) -> tuple[str, dict, dict]:
     return parsed._replace(netloc=netloc).geturl(), headers, extensions
 
 
-def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private: bool) -> bytes:
+def pinned_request(
+    client: httpx.Client, method: str, url: str, address: str, timeout_s: float, headers=None, content=None
+) -> httpx.Request:
+    """A request for url sent to the checked address (see pinned), with headers and content added."""
+    try:
+        target, host, extensions = pinned(url, address)
+        return client.build_request(
+            method,
+            target,
+            headers={**(headers or {}), **host},
+            content=content,
+            extensions=extensions,
+            timeout=httpx.Timeout(timeout_s),
+        )
+    except httpx.InvalidURL as error:  # a path or Host header httpx will not send
+        raise UnsafeUrl(f"the URL is malformed ({error})") from None
+
+
+class SendFailed(Exception):
+    """A POST that got no answer: the sentence says what happened (timeout, refused connection)."""
+
+
+def post_checked(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float, allow_private: bool) -> int:
+    """POST body to url through classify-url's guard (the address checked, then pinned for the connection)
+    and return the answer's status code. Redirects are not followed, and the answer's body is not read.
+
+    UnsafeUrl for an address the guard refuses; SendFailed when no answer came within timeout_s.
+    """
+    address = check_url(url, allow_private)
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
+        request = pinned_request(client, "POST", url, address, timeout_s, headers, body)
+        try:
+            response = client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise SendFailed(f"no answer within {timeout_s:g} s") from None
+        except httpx.TransportError as error:
+            raise SendFailed(f"the connection failed: {error or type(error).__name__}") from None
+        response.close()  # unread: a receiver's answer is its status, and its body could be anything
+        return response.status_code
+
+
+@dataclass(frozen=True)
+class TrustedOrigin:
+    """One origin an admin named (a Label Studio): fetched from even at a private address, and the only one
+    sent headers (its access token); a redirect elsewhere is checked as usual and gets none."""
+
+    origin: str  # scheme://host[:port]
+    headers: dict[str, str]
+
+    def holds(self, url: str) -> bool:
+        """Whether url is on this origin."""
+        return origin_of(url) == origin_of(self.origin) != ""
+
+
+def origin_of(url: str) -> str:
+    """scheme://host:port of url, lower-cased with the default port filled in; "" when it has none."""
+    try:
+        parsed = urlparse(url)
+        port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    except ValueError:
+        return ""
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return ""
+    return f"{parsed.scheme}://{parsed.hostname.lower()}:{port}"
+
+
+def fetch_image_url(
+    url: str, *, timeout_s: float, max_bytes: int, allow_private: bool, trusted: TrustedOrigin | None = None
+) -> bytes:
     """The body at url, following at most MAX_REDIRECTS redirects, each hop checked and pinned, all of it
-    (every hop's connect, headers and body) within timeout_s."""
+    (every hop's connect, headers and body) within timeout_s. A hop on the trusted origin may be private
+    and carries its headers."""
     deadline = time.monotonic() + timeout_s
     too_slow = ImageRejected(RejectReason.DOWNLOAD_FAILED, f"the download took longer than {timeout_s:g} s")
     with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            address = check_url(url, allow_private)
+            own = trusted is not None and trusted.holds(url)
+            address = check_url(url, allow_private or own)
             # Each hop may only use what is left: a chain of hops each slow to answer its headers would
             # otherwise hold a worker for (MAX_REDIRECTS + 1) × timeout_s.
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise too_slow
-            try:
-                target, headers, extensions = pinned(url, address)
-                request = client.build_request(
-                    "GET", target, headers=headers, extensions=extensions, timeout=httpx.Timeout(remaining)
-                )
-            except httpx.InvalidURL as error:  # a path or Host header httpx will not send
-                raise UnsafeUrl(f"the URL is malformed ({error})") from None
+            request = pinned_request(client, "GET", url, address, remaining, trusted.headers if own else None)
             try:
                 response = client.send(request, stream=True)
                 try:
@@ -162,9 +240,7 @@ def fetch_image_url(url: str, *, timeout_s: float, max_bytes: int, allow_private
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
                     if response.status_code >= 400:
-                        raise ImageRejected(
-                            RejectReason.DOWNLOAD_FAILED, f"the server answered HTTP {response.status_code}"
-                        )
+                        raise ServerRefused(response.status_code)
                     return read_body_capped(response, max_bytes, deadline)
                 finally:
                     response.close()
