@@ -39,6 +39,7 @@ from db.decisions import last_decision_id
 from db.store import content_hash
 from errors import Conflict, LoupeError, NotAuthenticated, NotFound
 from labeling import review
+from labeling.imports.formats import annotation_choice, newest_annotation
 from labeling.imports.ingest import Candidate, Refused, import_candidates
 from labeling.imports.safe_fetch import ServerRefused, TrustedOrigin, fetch_image_url, origin_of
 from models.imagecheck import ImageRejected, RejectReason
@@ -266,32 +267,17 @@ def _read_json(context: Context, token: ls_db.TokenRow, project: ls_db.ProjectRo
 # --- /predict ----------------------------------------------------------------------------------------
 
 
-def _annotation_label(annotation: dict, from_name: str) -> str | None:
-    """The choice an annotation made with the from_name tag, or None (cancelled, or no choice)."""
+def _annotation_label(annotation: dict | None, from_name: str) -> str | None:
+    """The class an annotation chose with the from_name tag; None when cancelled or it chose none."""
     if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
         return None
-    for item in annotation.get("result") or []:
-        if not isinstance(item, dict) or item.get("type") != "choices":
-            continue
-        if item.get("from_name") not in (None, from_name):
-            continue
-        choices = (item.get("value") or {}).get("choices") or []
-        if choices and isinstance(choices[0], str):
-            return choices[0]
-    return None
-
-
-def newest_annotation(task: dict, from_name: str) -> dict | None:
-    """The task's newest annotation that chose a class with from_name, or None."""
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
-    annotations.sort(key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), _number(a.get("id")) or 0))
-    return next((a for a in reversed(annotations) if _annotation_label(a, from_name) is not None), None)
+    choice = annotation_choice(annotation, from_name)
+    return choice if isinstance(choice, str) else None
 
 
 def task_label(task: dict, from_name: str) -> str | None:
     """The task's current label in Label Studio: its newest annotation's choice, if any."""
-    annotation = newest_annotation(task, from_name)
-    return _annotation_label(annotation, from_name) if annotation else None
+    return _annotation_label(newest_annotation(task), from_name)
 
 
 def wrong_label_likelihood(prediction: Prediction, label: str | None) -> float:
@@ -411,9 +397,9 @@ def predict(context: Context, serving: Serving, token: ls_db.TokenRow, body: dic
 def _catch_up(context: Context, token, project, task, item: _TaskImage) -> None:
     """Record the task's newest annotation as a decision if no webhook brought it (one made before Loupe
     was connected, or a webhook that failed); /predict comes with the token, so its annotations are trusted."""
-    annotation = newest_annotation(task, project.from_name) if isinstance(task, dict) else None
+    annotation = newest_annotation(task) if isinstance(task, dict) else None
     annotation_id = _number(annotation.get("id")) if annotation else None
-    if annotation_id is not None and item.image_id is not None:
+    if annotation_id is not None and item.image_id is not None and item.label is not None:
         _record_annotation(context, token, project, annotation_id, {**annotation, "task": item.task_id})
 
 

@@ -8,11 +8,10 @@ token was made for may be fetched from on the loopback address.
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
-from conftest import ADMIN, LiveServer, free_port
+from conftest import ADMIN, LiveServer, free_port, wait_until
 from label_studio_server import EXECUTABLE, USER, LabelStudio
 from sqlalchemy import select
 from training_fixtures import clone_version, copy_data_dir, open_data_dir, shape_image
@@ -52,16 +51,6 @@ def loupe(trained_dir, tmp_path):
 
 def _admin(context):
     return user_db.get_user(context.database, ADMIN[0])
-
-
-def _wait_for(condition, what: str, timeout_s: float = 60):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _decisions(context) -> list[tuple[str, str, str | None, str | None]]:
@@ -107,7 +96,7 @@ def test_label_studio_project_uses_loupe_as_its_ml_backend(studio, loupe):
     def annotators_decisions():
         return [d for d in _decisions(context) if d[0] == annotator]
 
-    _wait_for(lambda: len(annotators_decisions()) == 2, "both annotations to become decisions")
+    wait_until(lambda: len(annotators_decisions()) == 2, 60, what="both annotations to become decisions")
     assert annotators_decisions() == [
         (annotator, "relabel", "disc", "label-studio"),
         (annotator, "relabel", "disc", "label-studio"),
@@ -128,7 +117,9 @@ def test_label_studio_project_uses_loupe_as_its_ml_backend(studio, loupe):
     # A new model version is promoted: Label Studio's next retrieval asks again, and gets the new version.
     clone_version(context, "v1", "v2")
     version_db.promote(context.database, "v2")
-    _wait_for(lambda: httpx.get(f"{loupe.url}/api/health").json()["model_version"] == "v2", "the server to serve v2")
+    wait_until(
+        lambda: httpx.get(f"{loupe.url}/api/health").json()["model_version"] == "v2", 60, what="the server to serve v2"
+    )
     studio.retrieve_predictions(project["id"])
     for task in by_name.values():
         assert _latest(studio.predictions(task["id"]), "v2")["result"]
@@ -155,7 +146,7 @@ def test_the_backend_refuses_wrong_tokens_and_spoofed_webhooks(studio, loupe):
 
     # A real annotation, spoofed to say "bar": Loupe records what Label Studio holds ("disc"), once.
     annotation = studio.annotate(task["id"], "disc")
-    _wait_for(lambda: len(_decisions(context)) > len(before), "the annotation's decision")
+    wait_until(lambda: len(_decisions(context)) > len(before), 60, what="the annotation's decision")
     spoofed = {
         "action": "ANNOTATION_UPDATED",
         "annotation": {

@@ -265,18 +265,31 @@ def _ls_image_field(data: dict) -> str | None:
     return None
 
 
-def _ls_newest_choice(task: dict) -> object:
-    """The first choice of the newest annotation that was not cancelled; None when there is none."""
+def newest_annotation(task: dict) -> dict | None:
+    """A Label Studio task's newest annotation that was not cancelled, or None."""
     annotations = [a for a in _list(task.get("annotations")) if isinstance(a, dict) and not a.get("was_cancelled")]
     if not annotations:
         return None
-    newest = max(annotations, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), _int(a.get("id"))))
-    for result in _list(newest.get("result")):
-        if isinstance(result, dict) and result.get("type") == "choices":
-            choice = _first_choice(result.get("value"))
-            if choice is not None:
-                return choice
+    return max(annotations, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), _int(a.get("id"))))
+
+
+def annotation_choice(annotation: dict, from_name: str | None = None) -> object:
+    """The first choice of an annotation's Choices result (of the from_name tag, when given); None if none."""
+    for result in _list(annotation.get("result")):
+        if not isinstance(result, dict) or result.get("type") != "choices":
+            continue
+        if from_name is not None and result.get("from_name") not in (None, from_name):
+            continue
+        choice = _first_choice(result.get("value"))
+        if choice is not None:
+            return choice
     return None
+
+
+def _ls_newest_choice(task: dict) -> object:
+    """The first choice of the newest annotation that was not cancelled; None when there is none."""
+    newest = newest_annotation(task)
+    return annotation_choice(newest) if newest is not None else None
 
 
 def _ls_min_choice(row: dict, image_field: str) -> object:
