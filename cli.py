@@ -59,8 +59,27 @@ def cmd_serve(context: Context, args: argparse.Namespace) -> int:
     import uvicorn
 
     from db.users import list_users
-    from server import build_app
+    from server import build_app, build_predict_app
 
+    if args.predict_only:
+        print(
+            f"Loupe predictions on http://{args.host}:{args.port} in {args.workers} process(es) "
+            "(Predict at /, /api/predict, /api/classify-url, /api/health; no review app, no loop)"
+        )
+        if args.workers == 1:
+            uvicorn.run(build_predict_app(context), host=args.host, port=args.port, log_level="warning")
+        else:  # each process opens its own context from the environment, on one shared listening socket
+            uvicorn.run(
+                "server:predict_app_from_env",
+                factory=True,
+                workers=args.workers,
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+            )
+        return 0
+    if args.workers != 1:
+        raise LoupeError("--workers is for --predict-only: the full app runs the loop, which one process owns")
     if not any(u.role == "admin" for u in list_users(context.database)):
         print(
             "No admin account yet. Create one (in another terminal) to use /review:\n"
@@ -473,6 +492,14 @@ def cmd_undo(context: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(raw: str) -> int:
+    """A whole number of at least 1, for argparse."""
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one sub-command per job, each with --help."""
     parser = argparse.ArgumentParser(prog="loupe", description="Loupe image labeling and retraining server.")
@@ -481,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the web app (the default command)")
     serve.add_argument("--host", default=DEFAULT_HOST)
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="serve only the Predict page and the public API, with ONNX Runtime (no torch, no review app, no loop)",
+    )
+    serve.add_argument("--workers", type=_positive_int, default=1, help="with --predict-only: processes on the port")
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="import the handwritten-digits demo (10%% labels flipped)")
@@ -697,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         _check_paths(args, settings)  # before anything is opened or written
-        context = Context.open(settings)
+        # A predict-only process leaves the schema to the full app (and never loads Alembic).
+        context = Context.open(settings, upgrade=not getattr(args, "predict_only", False))
         return args.handler(context, args)
     except LoupeError as error:  # a refusal the person can act on: one line, no traceback
         print(f"error: {error}", file=sys.stderr)

@@ -18,8 +18,8 @@ class Context:
     store: ImageStore
 
     @classmethod
-    def open(cls, settings: Settings) -> Context:
-        """Create the data directory, open (and upgrade) the database, attach the store."""
+    def open(cls, settings: Settings, *, upgrade: bool = True) -> Context:
+        """Create the data directory, open (and, unless told not to, upgrade) the database, attach the store."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url)
+        database = Database(settings.resolved_database_url, upgrade=upgrade)
         return cls(settings, database, ImageStore(settings.data_dir, settings.thumbnail_px))

@@ -87,6 +87,52 @@ def build_app(context: Context):
     return mount_page(app, public, context)
 
 
+def build_predict_app(context: Context):
+    """Only the public surface: a Predict page, /api/predict, /api/classify-url and /api/health.
+
+    It follows promotions like the full app, predicts with ONNX Runtime only (a version without an ONNX
+    model is skipped), and never imports torch, fastai, scikit-learn, Gradio or the review pages: a process
+    of it is cheap to run many of (README: "Serving predictions apart"). Its Predict page is static HTML
+    over the API (ui/plain_predict_page.py), as Gradio alone would double the process.
+    """
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from api.guard import ApiDoors, RequestGuard
+    from api.refusals import install_refusal_handler
+    from api.routes import build_router
+    from limits import RequestRate
+    from models.serving import Serving
+    from ui.plain_predict_page import build_plain_predict_router
+
+    settings = context.settings
+    serving = Serving(context, threads=settings.predict_threads, onnx_only=True)
+    predict_rate = RequestRate(settings.predict_rate_per_s, settings.predict_burst)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        serving.start()
+        yield
+        serving.stop()
+
+    app = FastAPI(title="Loupe predictions", description="Loupe's public predictor.", lifespan=lifespan)
+    app.state.serving = serving
+    install_refusal_handler(app)
+    app.include_router(build_router(context, serving, predict_rate))
+    app.include_router(build_plain_predict_router())
+    app.add_middleware(RequestGuard, doors=ApiDoors(settings))
+    return app
+
+
+def predict_app_from_env():
+    """build_predict_app on the settings in the environment: what each of `serve --predict-only
+    --workers N`'s processes runs (uvicorn starts them by this name)."""
+    from settings import Settings
+
+    return build_predict_app(Context.open(Settings.from_env(), upgrade=False))
+
+
 if __name__ == "__main__":
     from cli import main
 

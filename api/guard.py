@@ -18,6 +18,36 @@ from starlette.exceptions import HTTPException
 
 from api.refusals import refusal_response
 from limits import client_address
+from settings import Settings
+
+ENVELOPE_BYTES = 1024 * 1024  # multipart headers and form fields around an uploaded file
+
+
+def api_body_limit(path: str, settings: Settings) -> int:
+    """The body cap of Loupe's own routes: an image for /api/predict, every selected task for Label
+    Studio's predict, the default for the rest."""
+    path = path.rstrip("/")
+    if path == "/api/predict":
+        return settings.max_image_bytes + ENVELOPE_BYTES
+    if path == "/api/label-studio/predict":
+        return settings.label_studio_max_request_bytes
+    return settings.max_request_bytes
+
+
+class ApiDoors:
+    """The doors of an app without Gradio pages (the predict-only process): the routes' body caps, nothing
+    closed (every route there is Loupe's own)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def refusal(self, scope) -> None:
+        """No route of such an app is closed."""
+        return None
+
+    def body_limit(self, scope) -> int:
+        """api_body_limit for the request's path."""
+        return api_body_limit(scope["path"], self.settings)
 
 
 class BodyTooLarge(HTTPException):
@@ -32,7 +62,8 @@ def _json(status: int, detail: str) -> JSONResponse:
 
 
 class RequestGuard:
-    """ASGI middleware asking doors (ui.mounts.WebDoors) about every HTTP request before the app sees it."""
+    """ASGI middleware asking doors (ui.mounts.WebDoors, or ApiDoors) about every HTTP request before the app
+    sees it."""
 
     def __init__(self, app, *, doors):
         self.app = app

@@ -15,7 +15,7 @@ from limits import RequestRate
 from models.imagecheck import ImageRejected, RejectReason
 from models.predictor import NoModelYet, Prediction
 from models.serving import Serving
-from ui.predict_page import no_model_sentence
+from ui.predict_status import answering_sentence, no_model_sentence
 
 
 class PredictionOut(BaseModel):
@@ -44,10 +44,12 @@ def build_router(context: Context, serving: Serving, predict_rate: RequestRate) 
     def limit_rate(request: Request) -> None:
         predict_rate.take(request.client.host if request.client else None)
 
-    @router.get("/health", summary="Service status and dataset counts")
+    @router.get("/health", summary="Service status, the model answering (or where the first one stands), counts")
     async def health() -> dict:
+        version = serving.predictor.version
         stats = await run_in_threadpool(dataset_stats, context.database)
-        return {"status": "ok", "model_version": serving.predictor.version, "counts": asdict(stats)}
+        sentence = await run_in_threadpool(answering_sentence, version, context)
+        return {"status": "ok", "model_version": version, "answering": sentence, "counts": asdict(stats)}
 
     @router.post(
         "/predict",

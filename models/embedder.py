@@ -14,6 +14,8 @@ import hashlib
 import math
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -103,6 +105,25 @@ def export_embedder(
         Path(temp_name).unlink(missing_ok=True)
 
 
+def export_embedder_once(
+    path: Path, size: int = EMBED_SIZE, arch: str = DEFAULT_ARCH, weights: Path | None = None, stages: bool = False
+) -> None:
+    """export_embedder, in a child process unless this one has loaded torch already.
+
+    The web server embeds with ONNX Runtime only; exporting the encoder needs torch, which would stay
+    mapped in the server for good (hundreds of MB) for a file written once per data folder.
+    """
+    if "torch" in sys.modules:
+        export_embedder(path, size, arch, weights, stages)
+        return
+    command = [sys.executable, "-m", "models.embedder", str(path), "--size", str(size), "--arch", arch]
+    command += ["--weights", str(weights)] if weights is not None else []
+    command += ["--stages"] if stages else []
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode != 0:
+        raise RuntimeError(f"exporting the {arch} encoder failed: {(done.stderr or done.stdout).strip()[-2000:]}")
+
+
 class Embedder:
     """Turns PIL images into L2-normalised embeddings, in batches."""
 
@@ -120,7 +141,7 @@ class Embedder:
         self.key = embedder_key(size, arch, stages)
         path = Path(data_dir) / "embedder" / f"{self.key}.onnx"
         if not path.exists():
-            export_embedder(path, size, arch, weights, stages)
+            export_embedder_once(path, size, arch, weights, stages)
         self._session = cpu_session(path, threads)
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
@@ -350,3 +371,16 @@ def user_embedder(settings: Settings, threads: int = 2) -> FileEmbedder | None:
     if isinstance(outcome, EmbeddingModelError):
         raise outcome
     return outcome
+
+
+if __name__ == "__main__":  # export_embedder_once's child process
+    import argparse
+
+    parser = argparse.ArgumentParser(description="export a backbone's pooled ImageNet body as ONNX")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--size", type=int, default=EMBED_SIZE)
+    parser.add_argument("--arch", default=DEFAULT_ARCH)
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--stages", action="store_true")
+    args = parser.parse_args()
+    export_embedder(args.path, args.size, args.arch, args.weights, args.stages)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from errors import Conflict
-from models.onnx_cpu import cpu_session
+from models.onnx_cpu import cpu_session, release_free_memory
 from models.preprocess import prepare
 from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, read_meta
 
@@ -22,6 +22,10 @@ class NoModelYet(Conflict):
 
     def __init__(self, message: str = "No model has been trained yet, so nothing can be predicted; try again later."):
         super().__init__(message)
+
+
+class NoOnnxModel(Exception):
+    """A version without model.onnx, offered to a process that never loads torch."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class LoadedModel:
     """One model version, fully loaded; predicts from PIL images."""
 
-    def __init__(self, folder: Path, threads: int = 2):
+    def __init__(self, folder: Path, threads: int = 2, onnx_only: bool = False):
         folder = Path(folder)
         meta = read_meta(folder)
         self.version: str = meta["version"]
@@ -50,8 +54,13 @@ class LoadedModel:
         self.size: int = int(meta["size"])
         self.mean, self.std = meta["mean"], meta["std"]
         self.backend = "onnx" if meta.get("onnx") and (folder / ONNX_FILE).exists() else "torch"
+        if self.backend == "torch" and onnx_only:
+            raise NoOnnxModel(
+                f"model version {self.version} has no ONNX model (its export failed), and this process serves "
+                "ONNX only; the full app can serve it from the fastai export"
+            )
         if self.backend == "onnx":
-            self._session = cpu_session(folder / ONNX_FILE, threads)
+            self._session = cpu_session(folder / ONNX_FILE, threads, lean=onnx_only)
         else:
             from fastai.learner import load_learner
 
@@ -101,9 +110,11 @@ class Predictor:
     5 on two cores). No request waits for a batch to fill: the runner takes what is there.
     """
 
-    def __init__(self, threads: int = 2, max_batch: int = 8):
+    def __init__(self, threads: int = 2, max_batch: int = 8, onnx_only: bool = False):
         self.threads = threads
         self.max_batch = max_batch
+        # A predict-only process: never the fastai fallback (so never torch), and lean ONNX sessions.
+        self.onnx_only = onnx_only
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()  # only swaps queue on it; predictions never do
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -119,9 +130,11 @@ class Predictor:
     def swap(self, folder: Path) -> str:
         """Load the version in folder, warm it, and make it the serving one."""
         with self._swap_lock:
-            loaded = LoadedModel(folder, self.threads)
+            loaded = LoadedModel(folder, self.threads, self.onnx_only)
             self._current = loaded  # one reference assignment: requests in flight keep the old model
-            return loaded.version
+        if self.onnx_only:
+            release_free_memory()  # the load's copies, and the old model once its last request ends
+        return loaded.version
 
     def predict(self, image: Image.Image, top: int | None = None) -> Prediction:
         """Predict with whichever model is serving at the moment of the call."""

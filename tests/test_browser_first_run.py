@@ -13,7 +13,8 @@ from training_fixtures import open_data_dir, shape_image, write_shapes
 from db import model_versions as version_db
 from db import runs as run_db
 from labeling.imports.ingest import import_paths
-from training.scheduler import FIRST_MODEL_TRIGGER, LoopPolicy, save_policy
+from training.first_model import FIRST_MODEL_TRIGGER
+from training.scheduler import LoopPolicy, save_policy
 
 TRAINING_S = 300_000  # ms: a real (tiny) training run on a busy CPU
 

@@ -19,18 +19,16 @@ from db import users as user_db
 from db.stats import DatasetStats
 from labeling import review
 from labeling.imports.ingest import import_paths
-from training.scheduler import (
+from training.first_model import (
     FIRST_MODEL_PER_CLASS,
     FIRST_MODEL_TRIGGER,
-    LoopPolicy,
     first_model_data_problem,
     first_model_note,
     first_model_status,
-    run_first_model_check,
-    save_policy,
     training_fraction,
 )
-from ui.predict_page import EtaClock, no_model_sentence, status_sentence
+from training.scheduler import LoopPolicy, run_first_model_check, save_policy
+from ui.predict_status import EtaClock, no_model_sentence, status_sentence
 
 POLICY = LoopPolicy(size=64, freeze_epochs=1, epochs=1)
 

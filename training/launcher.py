@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from context import Context
 from db import runs as run_db
-from models.backbones import DEFAULT_ARCH, resolve_weights
+from models.specs import DEFAULT_ARCH, resolve_weights
 from training.hooks import DeliveryPump, run_failed
 from training.params import run_params
 

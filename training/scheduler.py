@@ -30,7 +30,7 @@ from db import images as image_db
 from db import model_versions as version_db
 from db import runs as run_db
 from db.schema import as_utc, scheduler_jobs, utcnow
-from db.stats import DatasetStats, dataset_stats
+from db.stats import dataset_stats
 from errors import LoupeError
 from labeling.ranking import neighbours
 from labeling.ranking.dataset_map import build_map, map_wanted
@@ -43,6 +43,13 @@ from labeling.ranking.scoring import (
     wanted_scorer,
 )
 from models.embedder import EmbeddingModelError
+from training.first_model import (
+    FIRST_MODEL_KEY,
+    FIRST_MODEL_TRIGGER,
+    first_line,
+    first_model_data_problem,
+    note_first_model,
+)
 from training.gate import DEFAULT_TOLERANCE
 from training.hooks import deliver_due
 from training.launcher import fail_dead_runs, launch
@@ -54,20 +61,6 @@ POLICY_KEY = "loop_policy"
 QUICK_LOOP_KEY = "quick_loop"
 MAP_FAILED_KEY = "dataset_map.failed"  # the pass stamp whose map failed: tried again only for a new pass
 QUICK_LOOP_LEASE_S = 600  # longer than any rescoring pass; a crashed holder's lease runs out
-FIRST_MODEL_KEY = "first_model"
-FIRST_MODEL_TRIGGER = "first model"
-# The first model waits for this many labeled images in each of at least FIRST_MODEL_CLASSES classes.
-# fastai needs two classes and images in both splits; the split is drawn per image from its hash
-# (about one in five is validation), so at 5 a class very likely has a validation image too, while a
-# few minutes of labeling reach it. The split check below makes sure rather than very likely.
-FIRST_MODEL_PER_CLASS = 5
-FIRST_MODEL_CLASSES = 2
-FIRST_MODEL_RULE = (
-    f"When no model version is promoted, the loop trains the first one by itself as soon as at least "
-    f"{FIRST_MODEL_CLASSES} classes have {FIRST_MODEL_PER_CLASS} labeled images each, with images in both "
-    "the train and the validation split. After a failed or cancelled first run it waits until images or "
-    "decisions change before trying again."
-)
 
 _schedulers: dict[str, LoopScheduler] = {}  # job functions find their scheduler by key (jobs are stored by name)
 
@@ -297,42 +290,10 @@ def _start(context: Context, policy: LoopPolicy, trigger: str) -> int | None:
 # --- the first model -------------------------------------------------------------------------------
 
 
-def first_model_data_problem(stats: DatasetStats) -> str | None:
-    """Why the labeled images cannot train a first model yet, or None when they can."""
-    if not stats.by_label:
-        return "there are no labeled images yet"
-    totals = {label: sum(splits.values()) for label, splits in stats.by_label.items()}
-    enough = [label for label, total in totals.items() if total >= FIRST_MODEL_PER_CLASS]
-    if len(enough) < FIRST_MODEL_CLASSES:
-        now = ", ".join(f"{label} {total:,}" for label, total in sorted(totals.items(), key=lambda kv: -kv[1])[:5])
-        more = f" and {len(totals) - 5:,} more" if len(totals) > 5 else ""
-        return (
-            f"the first model needs {FIRST_MODEL_PER_CLASS} labeled images in each of {FIRST_MODEL_CLASSES} classes "
-            f"(now: {now}{more})"
-        )
-    train = sum(splits.get("train", 0) for splits in stats.by_label.values())
-    valid = sum(splits.get("valid", 0) for splits in stats.by_label.values())
-    if train < 2 or valid < 1:
-        return f"the first model needs labeled images in both splits (now {train:,} in train, {valid:,} in validation)"
-    return None
-
-
 def _data_marks(context: Context) -> dict:
     """What a failed first run is compared against: it is retried only once one of these moved."""
     newest = decision_db.newest_decision(context.database)
     return {"decision_id": newest.id if newest else None, "image_id": image_db.newest_image_id(context.database)}
-
-
-def _note_first_model(context: Context, state: str, reason: str, **extra) -> None:
-    """Keep why the first model did or did not start, for the Admin tab and the Predict page.
-
-    Written only when it changes, so a check every few seconds does not write every few seconds.
-    """
-    noted = app_state.get_state(context.database, FIRST_MODEL_KEY)
-    wanted = {"state": state, "reason": reason, **extra}
-    if {key: noted.get(key) for key in wanted} == wanted and set(noted) - {"at"} == set(wanted):
-        return
-    app_state.set_state(context.database, FIRST_MODEL_KEY, {**wanted, "at": utcnow().isoformat()})
 
 
 def run_first_model_check(context: Context, policy: LoopPolicy) -> int | None:
@@ -343,30 +304,30 @@ def run_first_model_check(context: Context, policy: LoopPolicy) -> int | None:
     """
     database = context.database
     if not policy.first_model:
-        _note_first_model(context, "off", "the first-model policy is off")
+        note_first_model(context, "off", "the first-model policy is off")
         return None
     promoted = version_db.promoted_version(database)
     if promoted is not None:
         noted = app_state.get_state(database, FIRST_MODEL_KEY)
         if noted.get("state") != "done":
-            _note_first_model(context, "done", f"version {promoted.version} is promoted", version=promoted.version)
+            note_first_model(context, "done", f"version {promoted.version} is promoted", version=promoted.version)
         return None
     active = run_db.active_run(database)
     if active is not None:
         noted = app_state.get_state(database, FIRST_MODEL_KEY)
         if noted.get("run_id") != active.id:  # an admin's run: it will be the first model if it passes
-            _note_first_model(context, "waiting", f"training run {active.id} is {active.status}")
+            note_first_model(context, "waiting", f"training run {active.id} is {active.status}")
         return None
     problem = first_model_data_problem(dataset_stats(database))
     if problem:
-        _note_first_model(context, "waiting", problem)
+        note_first_model(context, "waiting", problem)
         return None
     marks = _data_marks(context)
     noted = app_state.get_state(database, FIRST_MODEL_KEY)
     if noted.get("run_id") is not None and noted.get("marks") == marks:
         last = run_db.get_run(database, noted["run_id"])
         if last is not None and last.status in ("failed", "cancelled"):
-            _note_first_model(
+            note_first_model(
                 context,
                 "held",
                 f"the last attempt (run {last.id}) {last.status}: {first_line(last.error)}"
@@ -378,71 +339,8 @@ def run_first_model_check(context: Context, policy: LoopPolicy) -> int | None:
             return None
     run_id = _start(context, policy, FIRST_MODEL_TRIGGER)
     if run_id is not None:
-        _note_first_model(context, "started", f"training run {run_id} started", run_id=run_id, marks=marks)
+        note_first_model(context, "started", f"training run {run_id} started", run_id=run_id, marks=marks)
     return run_id
-
-
-def first_line(error: str | None, limit: int = 300) -> str:
-    """The first line of a run's error (the exception, not its traceback), cut to limit characters."""
-    text = (error or "").strip()
-    line = text.splitlines()[0] if text else "no reason was recorded"
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def first_model_note(context: Context) -> dict:
-    """The first-model check's last verdict: state (off, waiting, held, started, done), reason, at, run_id."""
-    return app_state.get_state(context.database, FIRST_MODEL_KEY)
-
-
-@dataclass(frozen=True)
-class FirstModelStatus:
-    """Where the first model stands while no version answers, for the Predict page and /api/predict."""
-
-    state: str  # "queued", "training", "loading" (promoted, not yet served), "failed", "waiting", "off", "unknown"
-    reason: str = ""
-    run: run_db.RunRow | None = None
-    fraction: float | None = None  # of the training done, from the run's progress; None before a measurable step
-
-
-def training_fraction(run: run_db.RunRow) -> float | None:
-    """How much of a run's epochs are done (0–1), from its progress; None before the first batch."""
-    progress = run.progress or {}
-    total = int(run.params.get("freeze_epochs", 0)) + int(run.params.get("epochs", 0))
-    if run.metrics.get("error_rate") is not None:
-        return 1.0  # training is over: exporting and the gate remain
-    if not progress or total <= 0 or progress.get("phase") not in ("frozen", "unfrozen"):
-        return None
-    epochs_done = len([h for h in progress.get("history", []) if h.get("phase") in ("frozen", "unfrozen")])
-    offset = int(run.params.get("freeze_epochs", 0)) if progress["phase"] == "unfrozen" else 0
-    batches = progress.get("n_batches") or 0
-    within = (progress.get("batch") or 0) / batches if batches else 0.0
-    done = max(epochs_done, offset + int(progress.get("epoch", 1)) - 1 + within)
-    return min(done / total, 1.0) if done > 0 else None
-
-
-def first_model_status(context: Context) -> FirstModelStatus:
-    """What is happening about the first model (call only while no version answers): a read or two."""
-    database = context.database
-    run = run_db.active_run(database)  # an admin's run becomes the first model too if it passes the gate
-    if run is not None:
-        if run.status == "queued" or run.started_at is None:
-            return FirstModelStatus("queued", run=run)
-        return FirstModelStatus("training", run=run, fraction=training_fraction(run))
-    noted = app_state.get_state(database, FIRST_MODEL_KEY)
-    state = noted.get("state")
-    if state == "started" and noted.get("run_id") is not None:
-        last = run_db.get_run(database, noted["run_id"])  # it ended after the last check
-        if last is not None and last.status == "failed":
-            return FirstModelStatus("failed", f"the last attempt failed: {first_line(last.error)}", run=last)
-        if last is not None and last.status == "succeeded":
-            return FirstModelStatus("loading", run=last)
-    if state == "held":
-        return FirstModelStatus("failed", noted.get("reason", ""))
-    if state == "waiting":
-        return FirstModelStatus("waiting", noted.get("reason", ""))
-    if state == "off":
-        return FirstModelStatus("off", noted.get("reason", ""))
-    return FirstModelStatus("unknown")
 
 
 # --- APScheduler wiring ----------------------------------------------------------------------------

@@ -16,12 +16,11 @@ from labeling import review
 from labeling.ranking.scoring import serving_pass
 from training import hooks, promotion
 from training.archive import build_archive
+from training.first_model import FIRST_MODEL_RULE, first_model_note
 from training.scheduler import (
-    FIRST_MODEL_RULE,
     LoopPolicy,
     LoopScheduler,
     decisions_since_last_run,
-    first_model_note,
     last_rescore,
     load_policy,
     save_policy,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from api.guard import ENVELOPE_BYTES, api_body_limit
 from api.refusals import install_refusal_handler
 from context import Context
 from db.sessions import SessionLimits
@@ -62,7 +63,6 @@ CLOSED_ROUTES = (
 )
 FILE_ROUTES = (f"{API_PREFIX}/file=", f"{API_PREFIX}/file/")
 UPLOAD_ROUTE = f"{API_PREFIX}/upload"
-ENVELOPE_BYTES = 1024 * 1024  # multipart headers and form fields around an uploaded file
 
 
 class WebCache:
@@ -267,7 +267,6 @@ class WebDoors:
         self.upload_rate = upload_rate
         settings = context.settings
         self.default_max_bytes = settings.max_request_bytes
-        self.label_studio_max_bytes = settings.label_studio_max_request_bytes
         self.image_max_bytes = settings.max_image_bytes + ENVELOPE_BYTES
         self.zip_max_bytes = settings.max_zip_bytes + ENVELOPE_BYTES
 
@@ -329,10 +328,7 @@ class WebDoors:
         """How many body bytes a request may send: an image for uploads and predict, a zip for admin uploads."""
         mount, sub = self._mount(scope["path"])
         if mount is None:
-            path = scope["path"].rstrip("/")
-            if path == "/api/predict":
-                return self.image_max_bytes
-            return self.label_studio_max_bytes if path == "/api/label-studio/predict" else self.default_max_bytes
+            return api_body_limit(scope["path"], self.context.settings)
         if sub.rstrip("/") == UPLOAD_ROUTE:
             return self.zip_max_bytes if mount.admin_copies is not None else self.image_max_bytes
         return self.default_max_bytes
