@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,9 @@ class NoModelYet(Conflict):
 
     def __init__(self, message: str = "No model has been trained yet, so nothing can be predicted; try again later."):
         super().__init__(message)
+
+
+TRIM_EVERY_S = 1.0  # a predict-only process trims its free memory at most this often, and only when idle
 
 
 class NoOnnxModel(Exception):
@@ -149,7 +153,12 @@ class Predictor:
         return model.ranked(job.probabilities, top)
 
     def _run_batches(self) -> None:
+        trimmed_at = time.monotonic()
         while True:
+            if self.onnx_only and self._jobs.empty() and time.monotonic() - trimmed_at > TRIM_EVERY_S:
+                # Idle for now: hand back what the last burst's decoded uploads and activations left.
+                release_free_memory()
+                trimmed_at = time.monotonic()
             jobs = [self._jobs.get()]
             while len(jobs) < self.max_batch:
                 try:
