@@ -22,13 +22,12 @@ import httpx
 import pytest
 from conftest import ADMIN, EXPERT, wait_until
 from PIL import Image
-from training_fixtures import open_data_dir, run_cli, shape_image
+from training_fixtures import open_data_dir, register_copy, run_cli, shape_image
 from web_doors import events, login, run_event
 
 from db import model_versions as version_db
 from db import runs as run_db
 from db.users import add_user
-from models.registry import read_meta, write_version
 from training.archive import (
     ArchiveExists,
     UnknownVersion,
@@ -183,20 +182,6 @@ def test_admin_tab_event_serves_the_zip_to_admins_only(trained_server):
     assert refused["success"] is False and "no model version" in refused["error"]
     expert_try = run_event(login(trained_server.url, *EXPERT), archive_event, ["v1"])
     assert expert_try["success"] is False and "admin role" in expert_try["error"]
-
-
-def register_copy(context, source: Path, version: str, metrics: dict) -> Path:
-    """A version made from a trained version's files, outside any training run (as a restore or a script would)."""
-
-    def fill(folder: Path) -> dict:
-        for item in source.iterdir():
-            if item.name != "meta.json":
-                shutil.copy(item, folder / item.name)
-        return {k: v for k, v in read_meta(source).items() if k != "version"}
-
-    path = write_version(context, version, fill)
-    version_db.add_version(context.database, version, None, str(path.relative_to(context.settings.data_dir)), metrics)
-    return path
 
 
 def test_refusals_name_the_problem_and_change_nothing(context, trained_dir, tmp_path):

@@ -78,9 +78,9 @@ def copy_data_dir(source: Path, destination: Path) -> Path:
     return destination
 
 
-def clone_version(context: Context, source_version: str, new_version: str) -> None:
-    """Register a copy of a real trained version under a new name (a cheap second model for swap tests)."""
-    source = context.settings.data_dir / version_db.get_version(context.database, source_version).path
+def register_copy(context: Context, source: Path, version: str, metrics: dict) -> Path:
+    """Register a copy of a version folder's files under a new name, outside any training run (as a restore
+    or a script would); returns the new folder."""
 
     def fill(folder: Path) -> dict:
         for item in source.iterdir():
@@ -88,10 +88,15 @@ def clone_version(context: Context, source_version: str, new_version: str) -> No
                 shutil.copy(item, folder / item.name)
         return {k: v for k, v in read_meta(source).items() if k != "version"}
 
-    path = write_version(context, new_version, fill)
-    version_db.add_version(
-        context.database, new_version, None, str(path.relative_to(context.settings.data_dir)), {"clone": True}
-    )
+    path = write_version(context, version, fill)
+    version_db.add_version(context.database, version, None, str(path.relative_to(context.settings.data_dir)), metrics)
+    return path
+
+
+def clone_version(context: Context, source_version: str, new_version: str) -> None:
+    """Register a copy of a real trained version under a new name (a cheap second model for swap tests)."""
+    source = context.settings.data_dir / version_db.get_version(context.database, source_version).path
+    register_copy(context, source, new_version, {"clone": True})
 
 
 def classes_of(data_dir: Path, version: str) -> list[str]:
