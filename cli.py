@@ -19,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from context import Context  # noqa: E402
+from db.runs import FINETUNE, RUN_KINDS  # noqa: E402
 from errors import LoupeError  # noqa: E402
 from labeling.instance.export import FORMATS as EXPORT_FORMATS  # noqa: E402
 from labeling.ranking.duplicates import SIMILARITY_THRESHOLD  # noqa: E402
@@ -327,6 +328,7 @@ def cmd_train(context: Context, args: argparse.Namespace) -> int:
     run_id = queue_run(
         context,
         args.arch,
+        kind=args.kind,
         size=args.size,
         epochs=args.epochs,
         freeze_epochs=args.freeze_epochs,
@@ -375,10 +377,16 @@ def cmd_train(context: Context, args: argparse.Namespace) -> int:
 def cmd_versions(context: Context, args: argparse.Namespace) -> int:
     from db.model_versions import list_versions
 
+    def share(value) -> str:
+        return f"{value:.1%}" if value is not None else "-"
+
     for row in list_versions(context.database):
-        error_rate = row.metrics.get("error_rate")
-        shown = f"{error_rate:.1%}" if error_rate is not None else "-"
-        print(f"{row.version:>8}  {row.status:<10} error rate {shown:>6}  created {row.created_at:%Y-%m-%d %H:%M}")
+        gate = row.metrics.get("gate") or {}
+        head = f"  head baseline {share(gate['baseline_error']):>6}" if gate.get("baseline_error") is not None else ""
+        print(
+            f"{row.version:>8}  {row.metrics.get('kind', 'finetune'):<8}  {row.status:<10} "
+            f"error rate {share(row.metrics.get('error_rate')):>6}{head}  created {row.created_at:%Y-%m-%d %H:%M}"
+        )
     return 0
 
 
@@ -563,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     train = commands.add_parser("train", help="train a model on the current labels, in its own process")
+    train.add_argument(
+        "--kind",
+        choices=RUN_KINDS,
+        default=FINETUNE,
+        help="finetune: the network (default); head: a logistic-regression head on the ranking's cached image "
+        "embeddings, in seconds (no epochs, size or learning rate)",
+    )
     train.add_argument(
         "--arch", default=DEFAULTS.arch, help=f"{', '.join(SPECS)} (default {DEFAULTS.arch}, the only one shipped)"
     )

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from db.engine import Database
-from db.schema import Embedding, Image, Label
+from db.schema import Embedding, Image, Label, utcnow
 
 
 def images_without_embedding(database: Database, embedder: str) -> list[tuple[int, str]]:
@@ -25,11 +27,27 @@ def images_without_embedding(database: Database, embedder: str) -> list[tuple[in
         ]
 
 
+INSERT_ROWS = 1000  # rows per INSERT: 4,000 bound values, well under SQLite's and PostgreSQL's limits
+
+
 def store_embeddings(database: Database, embedder: str, image_ids: list[int], vectors: np.ndarray) -> None:
-    """Save one batch of embeddings."""
+    """Save one batch of embeddings; an image another process embedded meanwhile keeps its row.
+
+    The quick loop and a head run that found images without one may embed the same image at once: the
+    vectors are the same (same encoder, same pixels), so the first row stands and the second is skipped.
+    """
+    if not image_ids:
+        return
+    rows = [
+        {"image_id": image_id, "embedder": embedder, "vector": vector.astype(np.float32).tobytes(), "created_at": now}
+        for now in (utcnow(),)
+        for image_id, vector in zip(image_ids, vectors, strict=True)
+    ]
     with database.write() as session:
-        for image_id, vector in zip(image_ids, vectors, strict=True):
-            session.add(Embedding(image_id=image_id, embedder=embedder, vector=vector.astype(np.float32).tobytes()))
+        insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        for start in range(0, len(rows), INSERT_ROWS):
+            statement = insert(Embedding).values(rows[start : start + INSERT_ROWS])
+            session.execute(statement.on_conflict_do_nothing(index_elements=["image_id", "embedder"]))
 
 
 @dataclass(frozen=True)

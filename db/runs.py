@@ -15,6 +15,8 @@ from db.schema import Decision, TrainingRun, as_utc, utcnow
 from errors import LoupeError
 
 ACTIVE_STATUSES = ("queued", "running", "cancelling")
+FINETUNE, HEAD = "finetune", "head"  # the kinds of run: the network fine-tuned, or a head on cached embeddings
+RUN_KINDS = (FINETUNE, HEAD)
 TRAINING_SLOT = 1
 STALE_HEARTBEAT_S = 90  # a worker touches its run every few seconds; this much silence means it died
 
@@ -44,6 +46,7 @@ class RunRow:
     worker_host: str | None = None
     worker_pid: int | None = None
     heartbeat_at: datetime | None = None
+    kind: str = FINETUNE
 
     @property
     def seconds(self) -> float | None:
@@ -73,6 +76,7 @@ def _row(run: TrainingRun) -> RunRow:
         run.worker_host,
         run.worker_pid,
         run.heartbeat_at,
+        run.kind or FINETUNE,
     )
 
 
@@ -83,11 +87,13 @@ def active_run(database: Database) -> RunRow | None:
         return _row(run) if run else None
 
 
-def create_run(database: Database, arch: str, params: dict, trigger: str = "manual") -> int:
+def create_run(database: Database, arch: str, params: dict, trigger: str = "manual", kind: str = FINETUNE) -> int:
     """Queue a run holding the training slot and return its id; TrainingBusy while another holds it."""
     try:
         with database.write() as session:
-            run = TrainingRun(arch=arch, params=params, trigger=trigger, status="queued", active_slot=TRAINING_SLOT)
+            run = TrainingRun(
+                arch=arch, params=params, trigger=trigger, kind=kind, status="queued", active_slot=TRAINING_SLOT
+            )
             # The decisions this run answers to, from the start: a run that fails before it
             # starts must not leave "N decisions since the last run" true for ever.
             run.last_decision_id = session.scalar(select(func.max(Decision.id)))
@@ -224,10 +230,20 @@ def fail_dead_runs(database: Database, stale_after_s: float = STALE_HEARTBEAT_S)
     return failed
 
 
-def last_trained_decision_id(database: Database) -> int | None:
-    """The newest decision any started run has seen (None when no run started since decisions began)."""
+def last_trained_decision_id(database: Database, kind: str = FINETUNE) -> int | None:
+    """The newest decision any run of this kind has seen (None when none started since decisions began).
+
+    Fine-tunes by default: the loop's heads follow every settled ranking, and must not reset the count of
+    decisions that calls for the next fine-tune.
+    """
     with database.read() as session:
-        return session.scalar(select(func.max(TrainingRun.last_decision_id)))
+        return session.scalar(select(func.max(TrainingRun.last_decision_id)).where(TrainingRun.kind == kind))
+
+
+def count_runs(database: Database, kind: str) -> int:
+    """How many runs of this kind were ever queued, whatever became of them."""
+    with database.read() as session:
+        return session.scalar(select(func.count(TrainingRun.id)).where(TrainingRun.kind == kind)) or 0
 
 
 def decisions_included(database: Database, run_ids: list[int]) -> dict[int, int]:

@@ -143,6 +143,8 @@ class TrainingRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(20), default="queued")
     trigger: Mapped[str] = mapped_column(String(20), default="manual")
+    # "finetune" (the network, fastai) or "head" (a linear head on the ranking's cached embeddings)
+    kind: Mapped[str] = mapped_column(String(10), default="finetune", server_default="finetune")
     arch: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     device: Mapped[str | None] = mapped_column(String(50))

@@ -54,11 +54,17 @@ class LoadedModel:
         folder = Path(folder)
         meta = read_meta(folder)
         self.version: str = meta["version"]
+        self.kind: str = meta.get("kind", "finetune")
         self.classes: list[str] = json.loads((folder / CLASSES_FILE).read_text())
         self.size: int = int(meta["size"])
         self.mean, self.std = meta["mean"], meta["std"]
+        # What the graph takes: one image per input, each prepared at its own size (a head version has one
+        # input per encoder of the ranking's features; a fine-tuned network has one, "x").
+        self.inputs: list[dict] = meta.get("inputs") or [
+            {"name": "x", "size": self.size, "mean": self.mean, "std": self.std}
+        ]
         self.backend = "onnx" if meta.get("onnx") and (folder / ONNX_FILE).exists() else "torch"
-        if self.backend == "torch" and onnx_only:
+        if self.backend == "torch" and (onnx_only or len(self.inputs) > 1):
             raise NoOnnxModel(
                 f"model version {self.version} has no ONNX model (its export failed), and this process serves "
                 "ONNX only; the full app can serve it from the fastai export"
@@ -69,21 +75,28 @@ class LoadedModel:
             from fastai.learner import load_learner
 
             self._model = load_learner(folder / FASTAI_FILE, cpu=True).model.eval()
-        self.logits(np.zeros((1, 3, self.size, self.size), dtype=np.float32))  # warm up before serving
+        # Warm up before serving.
+        self.logits(tuple(np.zeros((1, 3, i["size"], i["size"]), dtype=np.float32) for i in self.inputs))
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network outputs for a (N, 3, size, size) batch."""
+    def prepare(self, image: Image.Image) -> tuple[np.ndarray, ...]:
+        """One image as the graph's inputs: a (3, size, size) array per input."""
+        return tuple(prepare(image, given["size"], given["mean"], given["std"]) for given in self.inputs)
+
+    def logits(self, batch: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Raw network outputs for one (N, 3, size, size) batch per input."""
         if self.backend == "onnx":
-            return self._session.run(None, {"x": batch})[0]
+            return self._session.run(
+                None, {given["name"]: part for given, part in zip(self.inputs, batch, strict=True)}
+            )[0]
         import torch
 
         with torch.no_grad():
-            return self._model(torch.from_numpy(batch)).numpy()
+            return self._model(torch.from_numpy(batch[0])).numpy()
 
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """Class probabilities, one row per image."""
-        batch = np.stack([prepare(image, self.size, self.mean, self.std) for image in images])
-        return softmax(self.logits(batch))
+        prepared = [self.prepare(image) for image in images]
+        return softmax(self.logits(stacked(prepared)))
 
     def ranked(self, probabilities: np.ndarray, top: int | None = None) -> Prediction:
         """One image's probabilities as a Prediction: classes most likely first (all, or the top few)."""
@@ -95,12 +108,17 @@ class LoadedModel:
         return self.ranked(self.probabilities([image])[0], top)
 
 
+def stacked(prepared: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Images prepared one by one (LoadedModel.prepare) as one batch per input."""
+    return tuple(np.stack(parts) for parts in zip(*prepared, strict=True))
+
+
 @dataclass
 class _Job:
     """One prepared image waiting for the batch runner, with the model it was prepared for."""
 
     model: LoadedModel
-    array: np.ndarray
+    arrays: tuple[np.ndarray, ...]
     done: threading.Event = field(default_factory=threading.Event)
     probabilities: np.ndarray | None = None
     error: Exception | None = None
@@ -145,7 +163,7 @@ class Predictor:
         model = self._current
         if model is None:
             raise NoModelYet()
-        job = _Job(model, prepare(image, model.size, model.mean, model.std))
+        job = _Job(model, model.prepare(image))
         self._jobs.put(job)
         job.done.wait()
         if job.error is not None:
@@ -170,7 +188,7 @@ class Predictor:
                 by_model.setdefault(id(job.model), []).append(job)
             for group in by_model.values():
                 try:
-                    probabilities = softmax(group[0].model.logits(np.stack([job.array for job in group])))
+                    probabilities = softmax(group[0].model.logits(stacked([job.arrays for job in group])))
                     for job, row in zip(group, probabilities, strict=True):
                         job.probabilities = row
                 except Exception as error:  # handed to each waiting request

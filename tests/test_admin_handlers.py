@@ -75,7 +75,7 @@ def test_models_and_users_handlers_name_their_outputs_and_show_refusals_as_sente
 def test_training_handlers_refuse_bad_numbers_with_a_sentence(context):
     add_user(context.database, "alice", "admin", "alice-password")
     admin = gr.Request(username="alice")
-    refresh, _tick, retrain, _cancel, retry = make_handlers(context)
+    refresh, _tick, retrain, _cancel, retry, _train_head = make_handlers(context)
     with pytest.raises(gr.Error, match="Choose a run from the list"):
         refresh(admin, "latest")
     with pytest.raises(gr.Error, match="frozen epochs must be a whole number"):

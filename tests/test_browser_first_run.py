@@ -1,13 +1,14 @@
 """In Chromium: from an empty data folder to a Predict page that answers, with nobody pressing Retrain.
 
-The server runs the real scheduler (short ticks); the first model is trained for real on tiny images
-(64 px, one frozen and one unfrozen epoch) by a worker process, promoted, and swapped in."""
+The server runs the real scheduler (short ticks); the first model, a head on the images' embeddings, is
+trained for real on tiny images by a worker process, promoted, and swapped in; then the loop fine-tunes
+the network once (64 px, one frozen and one unfrozen epoch), and the gate decides which one answers."""
 
 from __future__ import annotations
 
 import time
 
-from conftest import LiveServer
+from conftest import LiveServer, wait_until
 from training_fixtures import open_data_dir, shape_image, write_shapes
 
 from db import model_versions as version_db
@@ -56,7 +57,22 @@ def test_the_predict_page_follows_the_first_model_and_then_answers_with_it(tmp_p
         page.locator("#predict-button").click()
         page.get_by_text("Answered by model version v1.").wait_for()
 
-    runs = run_db.list_runs(context.database)
-    assert [(r.trigger, r.status) for r in runs] == [(FIRST_MODEL_TRIGGER, "succeeded")]
-    assert version_db.promoted_version(context.database).version == "v1"
+        assert run_db.get_run(context.database, 1).kind == "head"
+        # Then the loop fine-tunes once, with the server still up; the gate keeps the better of the two.
+        wait_until(
+            lambda: any(r.kind == "finetune" and r.status == "succeeded" for r in run_db.list_runs(context.database)),
+            timeout=TRAINING_S / 1000,
+            what="the first fine-tune",
+        )
+        runs = run_db.list_runs(context.database)
+        assert [(r.kind, r.trigger, r.status) for r in runs] == [
+            ("finetune", FIRST_MODEL_TRIGGER, "succeeded"),
+            ("head", FIRST_MODEL_TRIGGER, "succeeded"),
+        ]
+        gate = runs[0].metrics["gate"]
+        assert gate["incumbent"] == "v1" and gate["baseline_error"] is not None
+        served = "v2" if gate["promote"] else "v1"
+        assert version_db.promoted_version(context.database).version == served
+        page.locator("#predict-button").click()
+        page.get_by_text(f"Answered by model version {served}.").wait_for()
     context.database.dispose()

@@ -30,7 +30,9 @@ from training.first_model import (
 from training.scheduler import LoopPolicy, run_first_model_check, save_policy
 from ui.predict_status import EtaClock, no_model_sentence, status_sentence
 
-POLICY = LoopPolicy(size=64, freeze_epochs=1, epochs=1)
+POLICY = LoopPolicy(
+    size=64, freeze_epochs=1, epochs=1, head_models=False
+)  # the fine-tune path; heads: test_head_models.py
 
 
 @pytest.fixture
@@ -155,7 +157,7 @@ def test_policy_off_never_starts_one(queued_only, tmp_path):
 def test_training_progress_is_told_with_the_epoch_and_the_time_left(queued_only, tmp_path):
     context = queued_only
     import_shapes(context, tmp_path / "shapes", per_class=12)
-    run_id = run_first_model_check(context, LoopPolicy(size=64, freeze_epochs=1, epochs=2))
+    run_id = run_first_model_check(context, LoopPolicy(size=64, freeze_epochs=1, epochs=2, head_models=False))
     run_db.claim_run(context.database, run_id)
     run_db.start_run(context.database, run_id, "cpu", 24)
     assert no_model_sentence(context).startswith("The first model is training: loading the images, estimating")

@@ -264,7 +264,7 @@ def test_worker_refuses_a_run_that_is_not_waiting(context):
 
 
 def test_a_run_never_overwrites_a_version_of_the_same_name(trained_dir, tmp_path):
-    from training.worker import free_version_name
+    from training.candidates import free_version_name
 
     context = open_data_dir(copy_data_dir(trained_dir, tmp_path / "data"))
     clone_version(context, "v1", "v7")  # e.g. made by hand, or restored from a backup

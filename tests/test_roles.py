@@ -31,6 +31,7 @@ ADMIN_ENDPOINTS = {
     "/admin_runs": (None,),
     "/cancel_run": (None,),
     "/retry_run": (None,),
+    "/train_head": (),
     "/promote_version": (None,),
     "/rollback_version": (),
     "/model_archive": (None,),

@@ -16,8 +16,8 @@ from db import model_versions as version_db
 from db import runs as run_db
 from models.predictor import LoadedModel
 from models.registry import read_meta, write_version
+from training.finetune import pick_device
 from training.launcher import queue_run, spawn_worker, wait_for_worker
-from training.worker import pick_device
 
 DEVICE = pick_device()  # "cuda" where the suite runs on a GPU machine
 

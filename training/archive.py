@@ -1,5 +1,7 @@
 """A model version to take away: one zip with the ONNX model, the fastai export, its classes and a model card.
 
+A head version (training/head.py) has no fastai export: its zip holds the ONNX graph, its classes and the card.
+
 The card (MODEL_CARD.md) is written from what Loupe recorded when the version was trained: its folder's
 meta.json, the training run's row and the version's row (status, the promotion gate's verdict). It lives
 in training/ because it reads the run's records and draws its confusion matrix (training/charts.py).
@@ -30,6 +32,7 @@ from training.evaluate import per_class_metrics
 CARD_FILE = "MODEL_CARD.md"
 CONFUSION_FILE = "confusion_matrix.png"
 MODEL_FILES = (ONNX_FILE, FASTAI_FILE, CLASSES_FILE)  # copied from the version folder as they are
+HEAD_MODEL_FILES = (ONNX_FILE, CLASSES_FILE)  # a head on cached embeddings: one ONNX graph, no fastai export
 MAX_VERSION_CHARS = 50  # model_versions.version's column width
 
 
@@ -69,12 +72,20 @@ def version_folder(context: Context, version: str) -> tuple[version_db.VersionRo
             "so it cannot be archived; choose a kept version"
         )
     folder = context.settings.data_dir / row.path
-    missing = [name for name in (*MODEL_FILES, META_FILE) if not (folder / name).is_file()]
+    wanted = (
+        (*model_files(read_meta(folder)), META_FILE) if (folder / META_FILE).is_file() else (*MODEL_FILES, META_FILE)
+    )
+    missing = [name for name in wanted if not (folder / name).is_file()]
     if missing:
         raise VersionIncomplete(
             f"model version {version} lacks {', '.join(missing)} in {folder}, so it cannot be archived"
         )
     return row, folder
+
+
+def model_files(meta: dict) -> tuple[str, ...]:
+    """The files of a version's folder its archive copies, by the version's kind."""
+    return HEAD_MODEL_FILES if meta.get("kind") == "head" else MODEL_FILES
 
 
 def build_archive(context: Context, version: str, into: Path | None = None) -> Path:
@@ -99,7 +110,7 @@ def build_archive(context: Context, version: str, into: Path | None = None) -> P
     path = private / archive_name(row.version)
     try:
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name in MODEL_FILES:
+            for name in model_files(meta):
                 archive.write(folder / name, name)
             archive.writestr(_readable(CARD_FILE), card)
             if picture is not None:
@@ -207,8 +218,6 @@ STATUS_WORDS = {
 
 def _about(row: version_db.VersionRow, meta: dict, run: run_db.RunRow | None) -> str:
     status = STATUS_WORDS.get(row.status, row.status)
-    size, mean, std = meta.get("size"), meta.get("mean"), meta.get("std")
-    normalised = "(x − 0.5) / 0.5" if [mean, std] == list(HALF_STATS) else f"(x − mean) / std, mean {mean}, std {std}"
     lines = [
         f"# Loupe model {_md(row.version)}",
         "",
@@ -218,13 +227,39 @@ def _about(row: version_db.VersionRow, meta: dict, run: run_db.RunRow | None) ->
         f"| created | {_moment(row.created_at)} |",
         f"| status | {status}" + (f" (last promoted {_moment(row.promoted_at)})" if row.promoted_at else "") + " |",
         f"| training run | {_run_line(run)} |",
-        f"| architecture | {_md(meta.get('arch', 'not recorded'))} |",
+        f"| architecture | {_architecture(meta)} |",
         f"| trained on | {_md(meta.get('device', 'not recorded'))} |",
-        f"| input | `x`: float32 `(batch, 3, {size}, {size})`, RGB, pixels scaled to [0, 1] then normalised "
-        f"{normalised} per channel; the image centre-cropped to a square, then resized bilinearly to {size} px |",
+        *(f"| input | {_input_line(given)} |" for given in _inputs(meta)),
         "| output | `logits`: `(batch, classes)`, in the order of `classes.json`; softmax gives probabilities |",
     ]
     return "\n".join(lines)
+
+
+def _inputs(meta: dict) -> list[dict]:
+    """The graph's inputs: a head's one per encoder, else the network's `x`."""
+    return meta.get("inputs") or [
+        {"name": "x", "size": meta.get("size"), "mean": meta.get("mean"), "std": meta.get("std")}
+    ]
+
+
+def _input_line(given: dict) -> str:
+    size, mean, std = given["size"], given["mean"], given["std"]
+    normalised = "(x − 0.5) / 0.5" if [mean, std] == list(HALF_STATS) else f"(x − mean) / std, mean {mean}, std {std}"
+    return (
+        f"`{given['name']}`: float32 `(batch, 3, {size}, {size})`, RGB, pixels scaled to [0, 1] then normalised "
+        f"{normalised} per channel; the image centre-cropped to a square, then resized bilinearly to {size} px"
+    )
+
+
+def _architecture(meta: dict) -> str:
+    if meta.get("kind") != "head":
+        return _md(meta.get("arch", "not recorded"))
+    head = meta.get("head") or {}
+    encoders = ", ".join(head.get("encoders", [])) or "the ranking's encoders"
+    return _md(
+        f"a logistic-regression head (C = {head.get('C')}) on the image embeddings Loupe's ranking caches "
+        f"({encoders}), with the encoders in the same graph"
+    )
 
 
 def _run_line(run: run_db.RunRow | None) -> str:
@@ -300,6 +335,19 @@ def _parameters(meta: dict, run: run_db.RunRow | None) -> str:
     lines = ["## Training parameters", ""]
     if run is None:
         return "\n".join([*lines, f"Not recorded; the image size is {meta.get('size')} px."])
+    if meta.get("kind") == "head":
+        head = meta.get("head") or {}
+        rows = [
+            ("kind", "a head on cached embeddings: no epochs, image size or learning rate"),
+            ("encoders", _md(", ".join(head.get("encoders", [])) or "not recorded")),
+            (
+                "features",
+                f"{head.get('features')}: each encoder's embedding of unit length, side by side, "
+                "signed-square-rooted and standardised",
+            ),
+            ("head", f"scikit-learn `LogisticRegression`, C = {head.get('C')}, trained on the train split"),
+        ]
+        return "\n".join([*lines, "| parameter | value |", "|---|---|", *(f"| {n} | {v} |" for n, v in rows)])
     params, recorded = run.params, run.metrics
     found_lr = (recorded.get("lr_find") or {}).get("suggested_lr")
     lr_used = recorded.get("lr", params.get("lr"))
@@ -336,8 +384,9 @@ def _gate(row: version_db.VersionRow, run: run_db.RunRow | None) -> str:
 
 
 def _usage(meta: dict) -> str:
-    size, mean, std = meta.get("size"), meta.get("mean"), meta.get("std")
-    return f'''## How to use it
+    inputs = [(given["name"], given["size"], given["mean"], given["std"]) for given in _inputs(meta)]
+    feeds = "{name: prepared(image, size, mean, std) for name, size, mean, std in INPUTS}"
+    code = f'''## How to use it
 
 With ONNX Runtime (`pip install onnxruntime numpy pillow`), as Loupe's server predicts:
 
@@ -348,25 +397,38 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
-SIZE, MEAN, STD = {size}, {mean}, {std}
+INPUTS = {inputs!r}  # (input name, image size, mean, std)
 classes = json.load(open("classes.json"))
 session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+
+
+def prepared(image, size, mean, std):
+    """The image centre-cropped to a square, resized to size px, normalised: (1, 3, size, size)."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+    x = (np.asarray(image, dtype=np.float32) / 255 - mean) / std
+    return x.transpose(2, 0, 1)[None].astype(np.float32)
 
 
 def predict(path):
     """[(class, probability)], most likely first."""
     image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.resize((SIZE, SIZE), Image.BILINEAR, box=(left, top, left + side, top + side))
-    x = (np.asarray(image, dtype=np.float32) / 255 - MEAN) / STD
-    logits = session.run(None, {{"x": x.transpose(2, 0, 1)[None].astype(np.float32)}})[0][0]
+    logits = session.run(None, {feeds})[0][0]
     p = np.exp(logits - logits.max())
     return sorted(zip(classes, (p / p.sum()).tolist()), key=lambda pair: -pair[1])
 
 
 print(predict("image.jpg")[:3])
-```
+```'''
+    if meta.get("kind") == "head":
+        return code + (
+            "\n\nA head version has no fastai export: the graph holds the encoders and the head, and needs only "
+            "ONNX Runtime."
+        )
+    return (
+        code
+        + """
 
 With fastai (2.8), where Loupe is installed (`pip install -e` its checkout): `export.pkl` refers to Loupe's
 backbone and callback classes by name. It is a pickle: load only one you trust.
@@ -376,4 +438,5 @@ from fastai.vision.all import load_learner
 
 learn = load_learner("export.pkl")
 label, index, probabilities = learn.predict("image.jpg")
-```'''
+```"""
+    )

@@ -23,8 +23,13 @@ FIRST_MODEL_CLASSES = 2
 FIRST_MODEL_RULE = (
     f"When no model version is promoted, the loop trains the first one by itself as soon as at least "
     f"{FIRST_MODEL_CLASSES} classes have {FIRST_MODEL_PER_CLASS} labeled images each, with images in both "
-    "the train and the validation split. After a failed or cancelled first run it waits until images or "
-    "decisions change before trying again."
+    "the train and the validation split: a head on the ranking's image embeddings (seconds, once the quick "
+    "loop has ranked the images), then a fine-tune of the network, served only if it errs less than the head. "
+    "After a failed or cancelled first run it waits until images or decisions change before trying again."
+)
+WAITING_FOR_RANKING = (
+    "the first model is a head on the ranking's image embeddings, so it starts once the quick loop has ranked "
+    "the images"
 )
 
 

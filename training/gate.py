@@ -1,12 +1,16 @@
-"""The promotion gate: a new version replaces the promoted one only if it is not worse on today's labels.
+"""The promotion gate: a new version replaces the promoted one only if it is not worse on today's labels,
+and a fine-tune only if it also beats a head on the ranking's cached embeddings.
 
-Both versions are judged on the same images: the current validation split as the database holds it
-now (deleted images out, relabeled ones with their new labels), through the same ONNX predictor that
-serves requests, so the comparison is exactly what users would get.
+Every number is measured on the same images: the current validation split as the database holds it
+now (deleted images out, relabeled ones with their new labels). The candidate and the promoted version go
+through the same ONNX predictor that serves requests, so the comparison is exactly what users would get.
+The head baseline (training/head.py head_estimate) is fitted on today's train split from the cached
+embeddings in a second or two: a fine-tune costs minutes, and is served only when they bought something.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from PIL import Image
 
 from context import Context
 from db import model_versions as version_db
+from db.runs import FINETUNE, HEAD
 from models.predictor import LoadedModel
 from training.data import snapshot
 
@@ -22,12 +27,13 @@ from training.data import snapshot
 # images one point is 3.5 images: bench/loop.py saw a retrain on 50 cleaned labels come out 1.1 points
 # "worse" (23.5% against 22.4%) — run-to-run noise, not a worse model; two points lets such runs through.
 DEFAULT_TOLERANCE = 0.02
+log = logging.getLogger(__name__)
 BATCH = 64
 
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """Whether to promote, the two error rates it rests on, and the reason in a sentence."""
+    """Whether to promote, the error rates it rests on, and the reason in a sentence."""
 
     promote: bool
     reason: str
@@ -37,6 +43,8 @@ class GateVerdict:
     incumbent_error: float | None
     tolerance: float
     valid_images: int
+    kind: str = FINETUNE
+    baseline_error: float | None = None  # the head on cached embeddings, for a fine-tune; None for a head
 
     def as_dict(self) -> dict:
         """For the run's and the version's stored metrics."""
@@ -57,31 +65,58 @@ def error_rate(model: LoadedModel, paths: list[str], labels: list[str]) -> float
 
 
 def judge(
-    context: Context, candidate: str, candidate_folder: Path, tolerance: float = DEFAULT_TOLERANCE
+    context: Context,
+    candidate: str,
+    candidate_folder: Path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    kind: str = FINETUNE,
 ) -> GateVerdict:
-    """Compare the candidate version (its files in candidate_folder) with the promoted one on today's valid split."""
+    """Compare the candidate version (its files in candidate_folder) with the promoted one, and a fine-tune
+    with the head baseline, on today's valid split."""
     frame = snapshot(context)
     valid = frame[frame["is_valid"]]
     paths, labels = valid["path"].tolist(), valid["label"].tolist()
     candidate_error = error_rate(LoadedModel(candidate_folder, threads=1), paths, labels)
+    baseline_error = _baseline_error(context, frame) if kind != HEAD else None
     incumbent = version_db.promoted_version(context.database)
+    measured = f"{candidate} errs on {candidate_error:.1%} of today's {len(paths)} validation images"
+    baseline_text = f", a head on the cached embeddings on {baseline_error:.1%}" if baseline_error is not None else ""
 
     def verdict(promote: bool, reason: str, incumbent_error: float | None = None) -> GateVerdict:
         return GateVerdict(
             promote, reason, candidate, candidate_error, incumbent.version if incumbent else None,
-            incumbent_error, tolerance, len(paths),
+            incumbent_error, tolerance, len(paths), kind, baseline_error,
         )  # fmt: skip
 
-    if incumbent is None:
-        return verdict(True, "no version was promoted yet")
+    if incumbent is None:  # whatever it is, something must answer; a better head replaces it after the next ranking
+        return verdict(True, f"no version was promoted yet ({measured}{baseline_text})")
     if incumbent.version == candidate:
         return verdict(True, f"{candidate} is the promoted version already", candidate_error)
     incumbent_folder = Path(context.settings.data_dir) / incumbent.path
     incumbent_error = error_rate(LoadedModel(incumbent_folder, threads=1), paths, labels)
-    compared = (
-        f"{candidate} errs on {candidate_error:.1%} of today's {len(paths)} validation images, "
-        f"{incumbent.version} on {incumbent_error:.1%}"
-    )
-    if candidate_error <= incumbent_error + tolerance:
-        return verdict(True, f"{compared} (tolerance {tolerance:.1%})", incumbent_error)
-    return verdict(False, f"kept as a candidate: {compared}, worse by more than {tolerance:.1%}", incumbent_error)
+    compared = f"{measured}, {incumbent.version} on {incumbent_error:.1%}{baseline_text}"
+    if candidate_error > incumbent_error + tolerance:
+        return verdict(
+            False, f"kept as a candidate: {compared}; worse than {incumbent.version} by more than {tolerance:.1%}",
+            incumbent_error,
+        )  # fmt: skip
+    if baseline_error is not None and candidate_error > baseline_error:
+        return verdict(
+            False, f"kept as a candidate: {compared}; a fine-tune is served only when it errs no more than the head",
+            incumbent_error,
+        )  # fmt: skip
+    return verdict(True, f"{compared} (tolerance {tolerance:.1%})", incumbent_error)
+
+
+def _baseline_error(context: Context, frame) -> float | None:
+    """The head baseline's error on today's split, or None when no head can be fitted (said in the log)."""
+    from training.head import HeadUnavailable, head_estimate
+
+    try:
+        return head_estimate(context, frame).error
+    except HeadUnavailable as reason:
+        log.info("no head baseline: %s", reason.message)
+        return None
+    except Exception:  # noqa: BLE001 — an encoder that fails must not fail the run it would have judged
+        log.exception("the head baseline could not be measured; the gate compares with the promoted version only")
+        return None

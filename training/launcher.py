@@ -16,11 +16,14 @@ from training.hooks import DeliveryPump, run_failed
 from training.params import run_params
 
 
-def queue_run(context: Context, arch: str = DEFAULT_ARCH, trigger: str = "manual", **overrides) -> int:
+def queue_run(
+    context: Context, arch: str = DEFAULT_ARCH, trigger: str = "manual", kind: str = run_db.FINETUNE, **overrides
+) -> int:
     """Record a queued run after checking the request; TrainingBusy if one is active."""
-    params = run_params(**overrides)
-    resolve_weights(arch, params["weights"])
-    return run_db.create_run(context.database, arch, params, trigger)
+    params = run_params(kind, **overrides)
+    if kind == run_db.FINETUNE:
+        resolve_weights(arch, params["weights"])
+    return run_db.create_run(context.database, arch, params, trigger, kind)
 
 
 def spawn_worker(context: Context, run_id: int) -> subprocess.Popen:
@@ -68,12 +71,14 @@ def wait_for_worker(
     return run
 
 
-def launch(context: Context, trigger: str = "manual", arch: str = DEFAULT_ARCH, **overrides) -> int:
+def launch(
+    context: Context, trigger: str = "manual", arch: str = DEFAULT_ARCH, kind: str = run_db.FINETUNE, **overrides
+) -> int:
     """Queue a run and start its worker; a background thread follows it. TrainingBusy if one is active.
 
     What the scheduler and the Retrain button call: the web process never waits for training.
     """
-    run_id = queue_run(context, arch, trigger, **overrides)
+    run_id = queue_run(context, arch, trigger, kind, **overrides)
     if context.settings.training_worker == "external":
         return run_id  # `server.py worker`, perhaps on another machine, claims it
     process = spawn_worker(context, run_id)

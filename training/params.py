@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from db.runs import FINETUNE, HEAD, RUN_KINDS
 from errors import LoupeError
 from models.specs import DEFAULT_ARCH
 
@@ -48,8 +49,25 @@ def epochs_problem(epochs: int, freeze_epochs: int) -> str | None:
     return None
 
 
-def run_params(**overrides) -> dict:
-    """A run's parameters: the defaults overridden by whatever is not None; BadTrainingRequest if they cannot work."""
+def run_params(kind: str = FINETUNE, **overrides) -> dict:
+    """A run's parameters: the defaults overridden by whatever is not None; BadTrainingRequest if they cannot work.
+
+    A head (kind "head") trains on the ranking's cached embeddings: it has no epochs, size or learning rate,
+    so only promote and tolerance apply to it.
+    """
+    if kind not in RUN_KINDS:
+        raise BadTrainingRequest(f"unknown kind of run {kind!r}; choose {' or '.join(RUN_KINDS)}")
+    if kind == HEAD:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unused = sorted(k for k, v in given.items() if k not in ("promote", "tolerance") and v is not False)
+        if unused:
+            names = ", ".join(name.replace("_", " ") for name in unused)
+            raise BadTrainingRequest(
+                f"a head on the cached embeddings takes no {names}: those are fine-tuning settings"
+            )
+        return {"promote": given.get("promote", True)} | (
+            {"tolerance": given["tolerance"]} if "tolerance" in given else {}
+        )
     params = {k: v for k, v in asdict(DEFAULTS).items() if k != "arch"}
     params |= {"find_lr": False, "weights": None, "promote": True}
     params.update({k: v for k, v in overrides.items() if v is not None})

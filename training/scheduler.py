@@ -5,8 +5,9 @@ These jobs run in APScheduler (its job store is a table in Loupe's own database)
 - quick loop: once decisions (or imports, or a promotion) have been quiet for the debounce, embed
   what is new and retrain the cross-validated heads, so the queue re-ranks within seconds;
 - retrain check: the first model, as soon as there are enough labeled images and no version is
-  promoted (so the Predict page answers without waiting for anyone); then, when N decisions have
-  piled up since the last run, fine-tune the network;
+  promoted (so the Predict page answers without waiting for anyone): a head on the ranking's cached
+  embeddings, then a fine-tune that must beat it; after each settled ranking, a new head when it would
+  beat the served version; when N decisions have piled up since the last fine-tune, fine-tune the network;
 - scheduled retrain: on a cron expression (e.g. nightly), if anything changed since the last run;
 - hook deliveries: send the event hooks' deliveries that are due (training/hooks.py).
 
@@ -40,12 +41,14 @@ from labeling.ranking.scoring import (
     RescoreResult,
     ScoringStopped,
     rescore,
+    serving_pass,
     wanted_scorer,
 )
 from models.embedder import EmbeddingModelError
 from training.first_model import (
     FIRST_MODEL_KEY,
     FIRST_MODEL_TRIGGER,
+    WAITING_FOR_RANKING,
     first_line,
     first_model_data_problem,
     note_first_model,
@@ -58,6 +61,8 @@ from training.params import DEFAULTS, epochs_problem, size_problem
 log = logging.getLogger(__name__)
 
 POLICY_KEY = "loop_policy"
+HEAD_CHECK_KEY = "head_check"  # app_state: the last settled ranking the head check looked at, and what it found
+HEAD_TRIGGER = "ranking"  # the trigger of a head the loop trains after a ranking
 QUICK_LOOP_KEY = "quick_loop"
 MAP_FAILED_KEY = "dataset_map.failed"  # the pass stamp whose map failed: tried again only for a new pass
 QUICK_LOOP_LEASE_S = 600  # longer than any rescoring pass; a crashed holder's lease runs out
@@ -75,6 +80,7 @@ class LoopPolicy:
 
     quick_loop: bool = True
     first_model: bool = True  # train the first model by itself once there is enough labeled data
+    head_models: bool = True  # after each settled ranking, train a head when it would beat the served version
     debounce_s: float = 20.0
     retrain_after_decisions: int = 200  # 0 turns the decision trigger off
     retrain_cron: str = ""  # crontab syntax, UTC, e.g. "0 3 * * *"; empty turns it off
@@ -272,15 +278,16 @@ def run_scheduled_retrain(context: Context, policy: LoopPolicy) -> int | None:
     """The cron job: retrain if any decision came since the last run, or no run ever happened."""
     if run_db.active_run(context.database) is not None:
         return None
-    if run_db.list_runs(context.database, limit=1) and decisions_since_last_run(context) == 0:
+    if run_db.count_runs(context.database, run_db.FINETUNE) and decisions_since_last_run(context) == 0:
         log.info("scheduled retrain skipped: nothing changed since the last run")
         return None
     return _start(context, policy, "schedule")
 
 
-def _start(context: Context, policy: LoopPolicy, trigger: str) -> int | None:
+def _start(context: Context, policy: LoopPolicy, trigger: str, kind: str = run_db.FINETUNE) -> int | None:
+    params = policy.training_params() if kind == run_db.FINETUNE else {"tolerance": policy.tolerance}
     try:
-        run_id = launch(context, trigger, **policy.training_params())
+        run_id = launch(context, trigger, kind=kind, **params)
     except run_db.TrainingBusy:
         return None  # another process started one first
     log.info("%s retrain started: run %d", trigger, run_id)
@@ -322,6 +329,12 @@ def run_first_model_check(context: Context, policy: LoopPolicy) -> int | None:
     if problem:
         note_first_model(context, "waiting", problem)
         return None
+    kind = run_db.HEAD if policy.head_models else run_db.FINETUNE
+    if kind == run_db.HEAD and policy.quick_loop and not serving_pass(context).get("labeled"):
+        # The head trains on the ranking's cached embeddings: started before the first pass, it would embed
+        # every image a second time beside the quick loop. Without the quick loop it embeds them itself.
+        note_first_model(context, "waiting", WAITING_FOR_RANKING)
+        return None
     marks = _data_marks(context)
     noted = app_state.get_state(database, FIRST_MODEL_KEY)
     if noted.get("run_id") is not None and noted.get("marks") == marks:
@@ -337,10 +350,87 @@ def run_first_model_check(context: Context, policy: LoopPolicy) -> int | None:
                 marks=marks,
             )
             return None
-    run_id = _start(context, policy, FIRST_MODEL_TRIGGER)
+    run_id = _start(context, policy, FIRST_MODEL_TRIGGER, kind)
     if run_id is not None:
         note_first_model(context, "started", f"training run {run_id} started", run_id=run_id, marks=marks)
     return run_id
+
+
+def run_first_finetune_check(context: Context, policy: LoopPolicy) -> int | None:
+    """Once the first model (a head) is promoted, fine-tune the network once; the gate serves the better one.
+
+    Only when no fine-tune was ever queued: after that, fine-tunes follow decisions, the schedule or an admin.
+    """
+    database = context.database
+    if not policy.first_model or run_db.active_run(database) is not None:
+        return None
+    promoted = version_db.promoted_version(database)
+    if promoted is None or promoted.metrics.get("kind") != run_db.HEAD:
+        return None
+    if run_db.count_runs(database, run_db.FINETUNE):
+        return None
+    return _start(context, policy, FIRST_MODEL_TRIGGER)
+
+
+# --- heads after each settled ranking -----------------------------------------------------------------
+
+
+def settled_ranking_stamp(context: Context) -> str | None:
+    """When the quick loop last stored a settled pass (FOLD_SPLITS splits), or None before the first one."""
+    seen = app_state.get_state(context.database, QUICK_LOOP_KEY)
+    if seen.get("splits", 0) < FOLD_SPLITS or not seen.get("rescored_at"):
+        return None
+    return seen["rescored_at"]
+
+
+def run_head_check(context: Context, policy: LoopPolicy) -> int | None:
+    """After each settled ranking: fit a head on today's train split; if it errs less than the served version
+    on today's validation split, train it as a version (the gate judges it like any). The run id or None.
+
+    What it found is kept (head_check_note) for Admin → Models & loop.
+    """
+    database = context.database
+    stamp = settled_ranking_stamp(context)
+    promoted = version_db.promoted_version(database)
+    if not policy.head_models or stamp is None or promoted is None or run_db.active_run(database) is not None:
+        return None
+    if app_state.get_state(database, HEAD_CHECK_KEY).get("stamp") == stamp:
+        return None
+    from models.predictor import LoadedModel, NoOnnxModel
+    from training.data import NotEnoughData, snapshot
+    from training.gate import error_rate
+    from training.head import HeadUnavailable, head_estimate
+
+    note = {"stamp": stamp, "served": promoted.version, "at": utcnow().isoformat()}
+    try:
+        frame = snapshot(context)
+        estimate = head_estimate(context, frame)
+        valid = frame[frame["is_valid"]]
+        # The web process never loads torch: a version without ONNX cannot be measured here.
+        served = LoadedModel(context.settings.data_dir / promoted.path, threads=1, onnx_only=True)
+        served_error = error_rate(served, valid["path"].tolist(), valid["label"].tolist())
+    except (NotEnoughData, HeadUnavailable, NoOnnxModel) as reason:
+        app_state.set_state(database, HEAD_CHECK_KEY, {**note, "outcome": str(reason)})
+        return None
+    note |= {"head_error": estimate.error, "served_error": served_error, "valid_images": estimate.valid_count}
+    if estimate.error >= served_error:
+        outcome = f"{promoted.version} is served: the head would err on {estimate.error:.1%}, it on {served_error:.1%}"
+        app_state.set_state(database, HEAD_CHECK_KEY, {**note, "outcome": outcome})
+        return None
+    run_id = _start(context, policy, HEAD_TRIGGER, run_db.HEAD)
+    outcome = (
+        f"training run {run_id}: the head would err on {estimate.error:.1%}, {promoted.version} on {served_error:.1%}"
+        if run_id is not None
+        else "another run started first"
+    )
+    app_state.set_state(database, HEAD_CHECK_KEY, {**note, "outcome": outcome, "run_id": run_id})
+    log.info("head check: %s", outcome)
+    return run_id
+
+
+def head_check_note(context: Context) -> dict:
+    """What the last head check found (empty before the first): stamp, errors, outcome."""
+    return app_state.get_state(context.database, HEAD_CHECK_KEY)
 
 
 # --- APScheduler wiring ----------------------------------------------------------------------------
@@ -356,12 +446,15 @@ def quick_loop_job(key: str) -> None:
 
 
 def retrain_check_job(key: str) -> None:
-    """APScheduler entry point of the first model, the decision-count retrain (and of dead-run recovery)."""
+    """APScheduler entry point of the first model, the head check, the decision-count retrain (and of dead-run
+    recovery)."""
     scheduler = _schedulers.get(key)
     if scheduler is not None:
         fail_dead_runs(scheduler.context)
         policy = load_policy(scheduler.context)
         run_first_model_check(scheduler.context, policy)
+        run_first_finetune_check(scheduler.context, policy)
+        run_head_check(scheduler.context, policy)
         run_retrain_check(scheduler.context, policy)
         scheduler.sync_cron()
 

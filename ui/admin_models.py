@@ -21,6 +21,7 @@ from training.scheduler import (
     LoopPolicy,
     LoopScheduler,
     decisions_since_last_run,
+    head_check_note,
     last_rescore,
     load_policy,
     save_policy,
@@ -31,21 +32,48 @@ from ui.readable import column_types, count, duration, when
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
-VERSION_COLUMNS = ["version", "status", "run", "error rate", "gate", "created", "promoted"]
+HEAD_MODELS_RULE = (
+    "After each settled ranking the loop fits a head on the ranking's cached image embeddings (seconds) and "
+    "measures it and the served version on today's validation split; when the head errs less, it is trained "
+    "as a version and goes through the gate. Every fine-tune is compared with such a head at the gate too, "
+    "and is served only when it errs no more than the head."
+)
+VERSION_COLUMNS = [
+    "version",
+    "kind",
+    "status",
+    "run",
+    "error rate",
+    "at the gate",
+    "promoted then",
+    "head baseline",
+    "gate",
+    "created",
+    "promoted",
+]
+
+
+def share(value) -> str:
+    """An error rate as a percentage, or empty when not measured."""
+    return f"{value:.1%}" if value is not None else ""
 
 
 def versions_table(context: Context) -> pd.DataFrame:
-    """Every kept version, newest first, with its error rate and the gate's verdict."""
+    """Every kept version, newest first: its kind, error rates (its own, and at the gate beside the promoted
+    version and the head baseline) and the gate's verdict."""
     rows = []
     for v in reversed(version_db.list_versions(context.database)):
-        error_rate = v.metrics.get("error_rate")
         gate = v.metrics.get("gate") or {}
         rows.append(
             [
                 v.version,
+                v.metrics.get("kind", run_db.FINETUNE),
                 v.status,
                 v.run_id,
-                f"{error_rate:.1%}" if error_rate is not None else "",
+                share(v.metrics.get("error_rate")),
+                share(gate.get("candidate_error")),
+                share(gate.get("incumbent_error")),
+                share(gate.get("baseline_error")),
                 gate.get("reason", ""),
                 when(v.created_at),
                 when(v.promoted_at) if v.promoted_at else "",
@@ -71,7 +99,8 @@ def loop_status(context: Context, loop: LoopScheduler | None) -> str:
         ),
         ranking_line(context),
         first_model_line(context, policy),
-        f"Decisions since the last training run: **{count(decisions_since_last_run(context))}**"
+        head_check_line(context, policy),
+        f"Decisions since the last fine-tune: **{count(decisions_since_last_run(context))}**"
         + (
             f" (a retrain starts at {count(policy.retrain_after_decisions)})."
             if policy.retrain_after_decisions
@@ -101,6 +130,16 @@ def first_model_line(context: Context, policy: LoopPolicy) -> str:
         return "First model: not checked yet (the scheduler checks with each retrain check)."
     state = FIRST_MODEL_STATES.get(note.get("state"), note.get("state"))
     return f"First model: **{state}** — {md_text(note.get('reason', ''))} ({when(note.get('at'))})."
+
+
+def head_check_line(context: Context, policy: LoopPolicy) -> str:
+    """What the last head check (after a settled ranking) found, and what it did."""
+    if not policy.head_models:
+        return "Heads after each ranking: **off**."
+    note = head_check_note(context)
+    if not note:
+        return "Heads after each ranking: no settled ranking checked yet."
+    return f"Heads after each ranking: {md_text(note.get('outcome', ''))} ({when(note.get('at'))})."
 
 
 def ranking_line(context: Context) -> str:
@@ -142,6 +181,7 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
             "status": loop_status(context, loop),
             "quick_loop": policy.quick_loop,
             "first_model": policy.first_model,
+            "head_models": policy.head_models,
             "debounce_s": policy.debounce_s,
             "retrain_after": policy.retrain_after_decisions,
             "cron": policy.retrain_cron,
@@ -176,11 +216,13 @@ def make_handlers(context: Context, loop: LoopScheduler | None):
         epochs,
         size,
         first_model=True,  # last, so callers written before it existed keep their order
+        head_models=True,
     ) -> dict:
         require_role_in_handler(context, request, review.ADMIN)
         policy = LoopPolicy(
             quick_loop=bool(quick_loop),
             first_model=bool(first_model),
+            head_models=bool(head_models),
             debounce_s=entered_number(debounce_s, "The quiet time before a rescore"),
             retrain_after_decisions=entered_number(retrain_after, "The number of decisions before a retrain", int),
             retrain_cron=str(cron or "").strip(),
@@ -252,6 +294,11 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
     with gr.Row():
         first_model = gr.Checkbox(label="First model: train one by itself when none is promoted", scale=1)
         gr.Markdown(FIRST_MODEL_RULE)
+    with gr.Row():
+        head_models = gr.Checkbox(
+            label="Heads after each ranking: serve a head when it beats the served model", scale=1
+        )
+        gr.Markdown(HEAD_MODELS_RULE)
     save_button = gr.Button("Save loop settings", elem_id="save-loop")
 
     policy_fields = {
@@ -264,6 +311,7 @@ def build_models_section(context: Context, loop: LoopScheduler | None) -> dict:
         "epochs": epochs,
         "size": size,
         "first_model": first_model,
+        "head_models": head_models,
     }
     named = {"versions": versions, "chosen": chosen, "status": status, **policy_fields}
     fill, outputs = wire(refresh, named)

@@ -20,6 +20,7 @@ from ui.wiring import wire
 
 RUN_COLUMNS = [
     "run",
+    "kind",
     "status",
     "trigger",
     "device",
@@ -29,6 +30,9 @@ RUN_COLUMNS = [
     "decisions",
     "progress",
     "error rate",
+    "at the gate",
+    "promoted then",
+    "head baseline",
     "gate or error",
 ]
 PER_CLASS_COLUMNS = ["class", "accuracy"]
@@ -46,6 +50,8 @@ def progress_text(run: run_db.RunRow) -> str:
         return "starting"
     if "error_rate" in run.metrics:  # recorded after the last epoch, before the version is written
         return "writing the version and comparing it with the promoted one"
+    if run.kind == run_db.HEAD:
+        return str(p.get("phase"))
     return f"{p.get('phase')} epoch {p.get('epoch')}/{p.get('n_epochs')}, batch {p.get('batch')}/{p.get('n_batches')}"
 
 
@@ -64,10 +70,11 @@ def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
     included = run_db.decisions_included(context.database, [run.id for run in runs])
     rows = []
     for run in runs:
-        error_rate = run.metrics.get("error_rate")
+        gate = run.metrics.get("gate") or {}
         rows.append(
             [
                 run.id,
+                run.kind,
                 run.status,
                 run.trigger,
                 run.device or "",
@@ -76,27 +83,44 @@ def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
                 run.image_count,
                 included.get(run.id, 0),
                 progress_text(run),
-                f"{error_rate:.1%}" if error_rate is not None else "",
+                share(run.metrics.get("error_rate")),
+                share(gate.get("candidate_error")),
+                share(gate.get("incumbent_error")),
+                share(gate.get("baseline_error")),
                 run_outcome(run),
             ]
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
+def share(value) -> str:
+    """An error rate as a percentage, or empty when not measured."""
+    return f"{value:.1%}" if value is not None else ""
+
+
 def run_choices(runs: list[run_db.RunRow]) -> list[tuple[str, int]]:
     """(shown text, run id) for the dropdown."""
-    return [(f"run {r.id} · {r.status} · {r.trigger}", r.id) for r in runs]
+    return [(f"run {r.id} · {r.kind} · {r.status} · {r.trigger}", r.id) for r in runs]
 
 
 def run_summary(run: run_db.RunRow) -> str:
     """One run in words: what it was asked, what happened, the gate's verdict and the diagnosis."""
     m = run.metrics
-    lines = [
-        f"### Run {run.id}: {run.status}",
-        f"Trigger **{run.trigger}** · {run.arch} at {run.params.get('size')} px · device {run.device or '—'} · "
-        f"{run.image_count or '—'} images · epochs {run.params.get('freeze_epochs')} frozen + "
-        f"{run.params.get('epochs')} unfrozen · learning rate {m.get('lr') or run.params.get('lr') or 'found'}",
-    ]
+    if run.kind == run_db.HEAD:
+        head = m.get("head") or {}
+        encoders = ", ".join(head.get("encoders", [])) or "the ranking's encoders"
+        asked = (
+            f"Trigger **{run.trigger}** · a head on the cached embeddings ({encoders}; logistic regression, "
+            f"C = {head.get('C', '—')}) · {run.image_count or '—'} images"
+        )
+    else:
+        asked = (
+            f"Trigger **{run.trigger}** · fine-tune of {run.arch} at {run.params.get('size')} px · device "
+            f"{run.device or '—'} · {run.image_count or '—'} images · epochs {run.params.get('freeze_epochs')} "
+            f"frozen + {run.params.get('epochs')} unfrozen · learning rate "
+            f"{m.get('lr') or run.params.get('lr') or 'found'}"
+        )
+    lines = [f"### Run {run.id}: {run.status}", asked]
     if run.started_at:
         took = "running for" if run.status in run_db.ACTIVE_STATUSES else "took"
         lines.append(f"Started {readable.when(run.started_at)} · {took} {readable.duration(run.seconds)}")
@@ -198,6 +222,12 @@ def make_handlers(context: Context):
         gr.Info(html_text(f"Training run {run_id} started by {user.name}."))
         return refresh(request, run_id)
 
+    def train_head(request: gr.Request) -> dict:
+        user = require_role_in_handler(context, request, review.ADMIN)
+        run_id = launch(context, "manual", kind=run_db.HEAD, tolerance=load_policy(context).tolerance)
+        gr.Info(html_text(f"Head run {run_id} started by {user.name}; it takes seconds."))
+        return refresh(request, run_id)
+
     def cancel(request: gr.Request, run_id: int | None) -> dict:
         require_role_in_handler(context, request, review.ADMIN)
         run_id = chosen_run(run_id)
@@ -213,16 +243,16 @@ def make_handlers(context: Context):
         run = run_db.get_run(database, run_id) if run_id is not None else None
         if run is None or run.status not in ("failed", "cancelled"):
             raise gr.Error("Choose a failed or cancelled run to retry.")
-        new_id = launch(context, "retry", run.arch, **run.params)  # the parameters it was queued with
+        new_id = launch(context, "retry", run.arch, run.kind, **run.params)  # the parameters it was queued with
         gr.Info(f"Run {run_id} retried as run {new_id}.")
         return refresh(request, new_id)
 
-    return tuple(shows_refusals(handler) for handler in (refresh, tick, retrain, cancel, retry))
+    return tuple(shows_refusals(handler) for handler in (refresh, tick, retrain, cancel, retry, train_head))
 
 
 def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
     """The Training section's components and wiring; returns its timer and the handler that fills it."""
-    refresh, tick, retrain, cancel, retry = make_handlers(context)
+    refresh, tick, retrain, cancel, retry, train_head = make_handlers(context)
     default_policy = load_policy(context)
     gr.Markdown("### Retrain now")
     with gr.Row():
@@ -230,7 +260,9 @@ def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
         epochs = gr.Number(default_policy.epochs, label="Unfrozen epochs", precision=0, minimum=0)
         lr = gr.Textbox(label="Learning rate (empty: 0.002, or the finder's)", max_lines=1, elem_id="retrain-lr")
         find_lr = gr.Checkbox(label="Find the learning rate first", value=False)
-    retrain_button = gr.Button("Retrain now", variant="primary", elem_id="retrain-now")
+    with gr.Row():
+        retrain_button = gr.Button("Retrain now (fine-tune)", variant="primary", elem_id="retrain-now")
+        head_button = gr.Button("Train a head on the cached embeddings", elem_id="train-head")
     gr.Markdown("### Training runs")
     table = gr.Dataframe(
         headers=RUN_COLUMNS,
@@ -269,10 +301,12 @@ def build_training_section(context: Context) -> tuple[gr.Timer, dict]:
     retrain_fn, _ = wire(retrain, shown)
     cancel_fn, _ = wire(cancel, shown)
     retry_fn, _ = wire(retry, shown)
+    head_fn, _ = wire(train_head, shown)
     tick_fn, tick_outputs = wire(tick, shown | {"was_active": was_active})
     retrain_button.click(
         retrain_fn, inputs=[epochs, freeze_epochs, lr, find_lr], outputs=outputs, api_name="retrain_now"
     )
+    head_button.click(head_fn, outputs=outputs, api_name="train_head")
     chosen.input(fill, inputs=chosen, outputs=outputs, api_name="admin_runs")
     cancel_button.click(cancel_fn, inputs=chosen, outputs=outputs, api_name="cancel_run")
     retry_button.click(retry_fn, inputs=chosen, outputs=outputs, api_name="retry_run")

@@ -7,7 +7,14 @@ import threading
 import time
 
 from context import Context
-from training.first_model import FIRST_MODEL_CLASSES, FIRST_MODEL_PER_CLASS, FirstModelStatus, first_model_status
+from db.runs import HEAD
+from training.first_model import (
+    FIRST_MODEL_CLASSES,
+    FIRST_MODEL_PER_CLASS,
+    WAITING_FOR_RANKING,
+    FirstModelStatus,
+    first_model_status,
+)
 from ui.readable import duration, when_text
 
 TOP_CLASSES = 5  # classes a Predict page shows
@@ -16,6 +23,11 @@ STATUS_REFRESH_S = 2.0  # how often an open page re-reads the first model's prog
 NO_MODEL_YET = (
     "No model has been trained yet. Once an admin trains and promotes one, upload an image here to see what it is."
 )
+HEAD_PHASES = {  # a head run's progress phases (training/head.py)
+    "embeddings": "reading the images' embeddings",
+    "fitting": "fitting a head on the ranking's image embeddings",
+    "exporting": "writing the model",
+}
 PHASES = {
     "frozen": "training the head",
     "unfrozen": "fine-tuning the whole network",
@@ -74,6 +86,9 @@ def status_sentence(status: FirstModelStatus, clock: EtaClock = ETA) -> str:
         if status.fraction is not None and status.fraction >= 1:
             return f"The first model is trained; it is being checked and saved ({elapsed}) and answers within seconds."
         progress = run.progress or {}
+        if run.kind == HEAD:
+            phase = HEAD_PHASES.get(progress.get("phase"), "starting")
+            return f"The first model is training: {phase}; it takes seconds ({elapsed})."
         phase = PHASES.get(progress.get("phase"))
         if phase is None:
             return f"The first model is training: loading the images, estimating the time left… ({elapsed})."
@@ -94,6 +109,8 @@ def status_sentence(status: FirstModelStatus, clock: EtaClock = ETA) -> str:
             f"No model has been trained yet: {status.reason}. "
             "The first model is tried again once images or decisions change, or an admin retrains."
         )
+    if status.state == "waiting" and status.reason == WAITING_FOR_RANKING:
+        return f"No model has been trained yet: {status.reason}."
     if status.state == "waiting" and status.reason.startswith("the first model needs"):
         return f"No model has been trained yet: {status.reason}; it trains by itself as soon as it has them."
     if status.state == "waiting":
