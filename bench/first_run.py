@@ -5,13 +5,15 @@ its own process on a fresh temporary data folder, and watches the database and t
 
 - seconds_to_ranked: every active image has a score in the pass the queue reads (the quick loop);
 - seconds_to_first_version: a model version is promoted (the first-model policy trained it by itself);
-- seconds_to_first_prediction: `POST /api/predict` answers with that version.
+- seconds_to_first_prediction: `POST /api/predict` answers with that version;
+- seconds_from_ranked_to_first_version: the first model is a head on the ranking's embeddings, so it
+  follows the first ranking; with --finetune, the loop's first fine-tune after it and the gate's verdict.
 
 Seconds count from the start of `loupe serve` (the import before it is reported as import_seconds).
 While waiting, it prints what /api/predict says instead of a prediction (the first model's progress).
 Last line: one JSON object.
 
-    .venv/bin/python bench/first_run.py [--timeout 1800] [--keep]
+    .venv/bin/python bench/first_run.py [--timeout 1800] [--keep] [--finetune]
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds of serving")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    parser.add_argument(
+        "--finetune", action="store_true", help="then wait for the loop's first fine-tune and report the gate's verdict"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="loupe-first-run-"))
@@ -115,6 +120,16 @@ def main() -> None:
                         print(f"{now:7.1f} s  /api/predict: {sentence}", flush=True)
                         said_gist, said_at = gist, now
             time.sleep(0.5)
+        while args.finetune and time.monotonic() < deadline:  # the fine-tune the loop starts after the head
+            finetune = next((r for r in run_db.list_runs(context.database) if r.kind == "finetune"), None)
+            if finetune is not None and finetune.status not in run_db.ACTIVE_STATUSES:
+                marks["finetune"] = time.monotonic() - serve_started
+                gate = finetune.metrics.get("gate") or {}
+                print(
+                    f"{marks['finetune']:7.1f} s  fine-tune run {finetune.id} {finetune.status}: {gate.get('reason')}"
+                )
+                break
+            time.sleep(2)
     finally:
         server.terminate()
         try:
@@ -123,6 +138,7 @@ def main() -> None:
             server.kill()
     runs = run_db.list_runs(context.database)
     first = runs[-1] if runs else None
+    finetune = next((r for r in runs if r.kind == "finetune"), None)
     context.database.dispose()
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -130,16 +146,29 @@ def main() -> None:
         "seconds_to_ranked": round(marks["ranked"], 1) if "ranked" in marks else None,
         "seconds_to_first_version": round(marks["version"], 1) if "version" in marks else None,
         "seconds_to_first_prediction": round(marks["prediction"], 1) if "prediction" in marks else None,
+        "seconds_from_ranked_to_first_version": round(marks["version"] - marks["ranked"], 1)
+        if {"version", "ranked"} <= set(marks)
+        else None,
         "timed_out": len(marks) < 3,
         "import_seconds": round(import_seconds, 1),
         "images": stats.active,
         "version": version,
         "run_trigger": first.trigger if first else None,
+        "run_kind": first.kind if first else None,
         "run_seconds": round(first.seconds, 1) if first and first.seconds else None,
         "run_status": first.status if first else None,
         "run_progress": {k: first.progress.get(k) for k in ("phase", "epoch", "batch", "n_batches")} if first else None,
         "run_params": {k: first.params.get(k) for k in ("size", "freeze_epochs", "epochs")} if first else None,
         "device": first.device if first and first.device else "cpu",
+        "finetune": {
+            "status": finetune.status,
+            "seconds": round(finetune.seconds, 1) if finetune.seconds else None,
+            "error": (finetune.metrics.get("gate") or {}).get("candidate_error"),
+            "head_baseline_error": (finetune.metrics.get("gate") or {}).get("baseline_error"),
+            "promoted": (finetune.metrics.get("gate") or {}).get("promote"),
+        }
+        if finetune
+        else None,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result))

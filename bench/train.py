@@ -5,14 +5,16 @@ For each dataset of bench/ranking_data.py (digits, scripts, icons, emoji: docs/r
 fresh temporary instance: import the images with their labels (Loupe draws each image's split from its
 hash), rank them once (the quick loop's pass, which caches the embeddings), then train as the loop does,
 each run in the worker process and judged by the gate: a head run, then a fine-tune with the defaults
-(training/params.py). The gate, not this script, decides what is served. `--finetune k=v,...` adds
-fine-tunes with other settings (e.g. `epochs=6,lr=0.005`), each gated like the default's.
+(training/params.py). The gate, not this script, decides what is served. `--before` then also trains
+the fine-tune default before issue 17 (128 px, 1 + 2 epochs), and `--finetune k=v,...` fine-tunes with
+other settings (e.g. `epochs=6,lr=0.005`): those runs are not promoted (their error is the run's own
+validation pass), so they leave what the gate chose alone.
 
 Per dataset: head_error, finetune_error (each version's error on the validation split, against the labels
 as given, as the gate measured it), served_error (the version promoted at the end) and each run's seconds.
 Last line: one JSON object with the means and worst_served_minus_head.
 
-    .venv/bin/python bench/train.py [--only digits,icons] [--finetune epochs=6,lr=0.005 ...]
+    .venv/bin/python bench/train.py [--only digits,icons] [--before] [--finetune epochs=6,lr=0.005 ...]
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from labeling.imports.ingest import import_paths  # noqa: E402
 from labeling.ranking.scoring import QUICK_SPLITS, rescore  # noqa: E402
 from training.launcher import queue_run, spawn_worker, wait_for_worker  # noqa: E402
 from training.params import DEFAULTS  # noqa: E402
+
+BEFORE = {"size": 128, "freeze_epochs": 1, "epochs": 2, "lr": 2e-3}  # the fine-tune default until issue 17
 
 
 def parse_settings(text: str) -> dict:
@@ -67,8 +71,8 @@ def measure(dataset: str, extra_finetunes: list[dict]) -> dict:
         ranked_s = time.monotonic() - started
         head = train(context, run_db.HEAD)
         finetunes = [train(context, run_db.FINETUNE)]
-        finetunes += [train(context, run_db.FINETUNE, **settings) for settings in extra_finetunes]
-        promoted = version_db.promoted_version(context.database)
+        promoted = version_db.promoted_version(context.database)  # the gate's choice between the two
+        finetunes += [train(context, run_db.FINETUNE, promote=False, **settings) for settings in extra_finetunes]
         context.database.dispose()
 
     def gate(run: run_db.RunRow) -> dict:
@@ -86,7 +90,7 @@ def measure(dataset: str, extra_finetunes: list[dict]) -> dict:
         "finetune_s": round(finetunes[0].seconds, 1),
         "finetune_promoted": gate(finetunes[0])["promote"],
         "extra_finetunes": [
-            {"settings": settings, "error": gate(run)["candidate_error"], "s": round(run.seconds, 1)}
+            {"settings": settings, "error": run.metrics["error_rate"], "s": round(run.seconds, 1)}
             for settings, run in zip(extra_finetunes, finetunes[1:], strict=True)
         ],
         "served": "head" if served is head else "finetune",
@@ -97,10 +101,11 @@ def measure(dataset: str, extra_finetunes: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated datasets (default: all four)")
+    parser.add_argument("--before", action="store_true", help="also the fine-tune default before issue 17")
     parser.add_argument("--finetune", action="append", default=[], help="extra fine-tune settings, k=v,...")
     args = parser.parse_args()
     datasets = args.only.split(",") if args.only else list(DATASETS)
-    extra = [parse_settings(text) for text in args.finetune]
+    extra = ([BEFORE] if args.before else []) + [parse_settings(text) for text in args.finetune]
     results = []
     for dataset in datasets:
         results.append(measure(dataset, extra))
@@ -152,9 +157,13 @@ def main() -> None:
     }
     for index, settings in enumerate(extra):
         errors = [r["extra_finetunes"][index]["error"] for r in results]
-        summary[f"mean_finetune_error[{','.join(f'{k}={v}' for k, v in settings.items())}]"] = round(
-            sum(errors) / len(errors), 4
+        name = (
+            "finetune_before"
+            if settings is BEFORE
+            else f"finetune[{','.join(f'{k}={v}' for k, v in settings.items())}]"
         )
+        summary[f"mean_{name}_error"] = round(sum(errors) / len(errors), 4)
+        summary[f"mean_{name}_s"] = round(sum(r["extra_finetunes"][index]["s"] for r in results) / len(results), 1)
     print(json.dumps(summary))
 
 

@@ -126,6 +126,17 @@ def test_an_onnx_only_process_serves_a_head_version_without_torch(head_dir, tmp_
     assert loaded == "[]"  # ONNX Runtime alone: not torch, fastai, scikit-learn or the onnx library
 
 
+def test_a_head_run_never_loads_torch():
+    """The worker imports the fine-tune's modules (torch, fastai) only for a fine-tune run."""
+    script = (
+        "import sys, training.worker, training.head, training.candidates, training.gate\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastai', 'torchvision'}))"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
+
+
 def test_a_head_version_archives_as_the_graph_its_classes_and_a_card_whose_snippet_runs(head_dir, tmp_path):
     context = open_data_dir(head_dir)
     try:
@@ -179,6 +190,20 @@ def test_head_runs_take_no_fine_tuning_settings(tmp_path):
         assert run_db.list_runs(context.database) == []
     finally:
         context.database.dispose()
+
+
+def test_an_image_embedded_by_two_processes_keeps_the_first_row(context, tmp_path):
+    """A head run and the quick loop may embed the same new image at once: the second write is skipped."""
+    from db import embeddings as embedding_db
+
+    import_paths(context, [write_shapes(tmp_path / "shapes", per_class=2)])
+    ids = [image_id for image_id, _ in embedding_db.images_without_embedding(context.database, "k")]
+    first, second = np.ones((len(ids), 3), np.float32), np.zeros((len(ids), 3), np.float32)
+    embedding_db.store_embeddings(context.database, "k", ids[:2], first[:2])
+    embedding_db.store_embeddings(context.database, "k", ids, second)  # two of them are there already
+    images, matrix = embedding_db.load_embeddings(context.database, "k")
+    assert [image.image_id for image in images] == ids
+    assert matrix[:, 0].tolist() == [1.0, 1.0] + [0.0] * (len(ids) - 2)
 
 
 # --- the loop --------------------------------------------------------------------------------------

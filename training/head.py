@@ -57,7 +57,7 @@ class HeadData:
     mean: np.ndarray
     std: np.ndarray
     embedders: list
-    embedded_now: int  # images with no cached embedding yet, embedded for this fit and not stored
+    embedded_now: int  # images that had no cached embedding yet: embedded (and cached) for this fit
 
 
 def snapshot_embeddings(

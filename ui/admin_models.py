@@ -28,7 +28,7 @@ from training.scheduler import (
 )
 from ui.auth import require_role_in_handler
 from ui.markdown import html_text, md_text
-from ui.readable import column_types, count, duration, when
+from ui.readable import column_types, count, duration, share, when
 from ui.refusals import shows_refusals
 from ui.wiring import wire
 
@@ -51,11 +51,6 @@ VERSION_COLUMNS = [
     "created",
     "promoted",
 ]
-
-
-def share(value) -> str:
-    """An error rate as a percentage, or empty when not measured."""
-    return f"{value:.1%}" if value is not None else ""
 
 
 def versions_table(context: Context) -> pd.DataFrame:

@@ -83,19 +83,14 @@ def runs_table(context: Context, runs: list[run_db.RunRow]) -> pd.DataFrame:
                 run.image_count,
                 included.get(run.id, 0),
                 progress_text(run),
-                share(run.metrics.get("error_rate")),
-                share(gate.get("candidate_error")),
-                share(gate.get("incumbent_error")),
-                share(gate.get("baseline_error")),
+                readable.share(run.metrics.get("error_rate")),
+                readable.share(gate.get("candidate_error")),
+                readable.share(gate.get("incumbent_error")),
+                readable.share(gate.get("baseline_error")),
                 run_outcome(run),
             ]
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
-
-
-def share(value) -> str:
-    """An error rate as a percentage, or empty when not measured."""
-    return f"{value:.1%}" if value is not None else ""
 
 
 def run_choices(runs: list[run_db.RunRow]) -> list[tuple[str, int]]:

@@ -36,6 +36,11 @@ def count(number: int | float | None) -> str:
     return f"{number:,}" if float(number).is_integer() else f"{number:,.2f}"
 
 
+def share(value: float | None) -> str:
+    """A rate as a percentage with one decimal (0.123 → "12.3%"), or empty when not measured."""
+    return f"{value:.1%}" if value is not None else ""
+
+
 def duration(seconds: float | None) -> str:
     """A duration in the two largest units: '0.4 s', '12 s', '3 min 12 s', '2 h 5 min', '3 d 4 h'."""
     if seconds is None:
