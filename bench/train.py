@@ -6,7 +6,8 @@ fresh temporary instance: import the images with their labels (Loupe draws each 
 hash), rank them once (the quick loop's pass, which caches the embeddings), then train as the loop does,
 each run in the worker process and judged by the gate: a head run, then a fine-tune with the defaults
 (training/params.py). The gate, not this script, decides what is served. `--before` then also trains
-the fine-tune default before issue 17 (128 px, 1 + 2 epochs), and `--finetune k=v,...` fine-tunes with
+the fine-tune default of before issue 17 (128 px, 1 + 2 epochs, lr 2e-3: still the default, so it shows
+run-to-run noise unless the defaults change), and `--finetune k=v,...` fine-tunes with
 other settings (e.g. `epochs=6,lr=0.005`): those runs are not promoted (their error is the run's own
 validation pass), so they leave what the gate chose alone.
 
