@@ -173,6 +173,18 @@ def test_the_gate_keeps_a_fine_tune_that_errs_more_than_the_head(head_dir, tmp_p
         assert not gate["promote"] and "a fine-tune is served only when it errs no more than the head" in gate["reason"]
         assert version_db.promoted_version(context.database).version == "v1"
         assert version_db.get_version(context.database, f"v{run_id}").metrics["kind"] == "finetune"
+        # Admin's tables show every number the verdict rests on.
+        from ui.admin_models import versions_table
+        from ui.admin_training import runs_table
+
+        shown = versions_table(context).set_index("version").loc[f"v{run_id}"]
+        assert (shown["kind"], shown["status"]) == ("finetune", "candidate")
+        assert shown["at the gate"] == f"{gate['candidate_error']:.1%}"
+        assert shown["promoted then"] == f"{gate['incumbent_error']:.1%}"
+        assert shown["head baseline"] == f"{gate['baseline_error']:.1%}"
+        runs = runs_table(context, run_db.list_runs(context.database)).set_index("run")
+        assert runs.loc[run_id, "kind"] == "finetune" and runs.loc[run_id, "head baseline"] == shown["head baseline"]
+        assert runs.loc[1, "kind"] == "head" and runs.loc[1, "head baseline"] == ""
         listed = run_cli(context.settings.data_dir, "versions").stdout
         assert f"v{run_id}  finetune  candidate" in listed and "head baseline" in listed
         assert "v1  head      promoted" in listed
