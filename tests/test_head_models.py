@@ -266,18 +266,26 @@ def test_after_a_settled_ranking_a_head_is_trained_only_when_it_beats_the_served
     served = version_db.promoted_version(context.database)
     assert run_head_check(context, POLICY) is None  # no settled ranking since the head was promoted
     settle_ranking(context)
-    assert run_head_check(context, POLICY) is None  # the head serving now is as good as a new one
+    assert run_head_check(context, POLICY) is None
     note = app_state.get_state(context.database, HEAD_CHECK_KEY)
-    assert note["served"] == served.version and note["head_error"] == note["served_error"]
-    assert note["outcome"].startswith(f"{served.version} is served: the head would err on")
+    assert note["outcome"] == f"{served.version} is a head trained on today's labels already"
+
+    # The same graph registered as another kind of version: measured, and a new head would not do better.
+    source = context.settings.data_dir / served.path
+    register_copy(context, source, "same", {"kind": "finetune"})
+    version_db.promote(context.database, "same")
+    settle_ranking(context)  # the promotion moved the ranking's marks: it ranks again
+    assert run_head_check(context, POLICY) is None
+    note = app_state.get_state(context.database, HEAD_CHECK_KEY)
+    assert note["served"] == "same" and note["head_error"] == note["served_error"]
+    assert note["outcome"].startswith("same is served: the head would err on")
 
     # A served version that gets every class wrong (its classes listed the other way round).
-    source = context.settings.data_dir / served.path
-    folder = register_copy(context, source, "backwards", {"kind": "head"})
+    folder = register_copy(context, source, "backwards", {"kind": "finetune"})
     (folder / "classes.json").write_text(json.dumps(list(reversed(json.loads((source / "classes.json").read_text())))))
     version_db.promote(context.database, "backwards")
     assert run_head_check(context, POLICY) is None  # the same ranking was checked already
-    settle_ranking(context)  # the promotion moved the ranking's marks: it ranks again
+    settle_ranking(context)
     run_id = run_head_check(context, POLICY)
     run = run_db.get_run(context.database, run_id)
     assert (run.kind, run.trigger) == ("head", HEAD_TRIGGER)

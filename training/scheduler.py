@@ -397,13 +397,19 @@ def run_head_check(context: Context, policy: LoopPolicy) -> int | None:
     if app_state.get_state(database, HEAD_CHECK_KEY).get("stamp") == stamp:
         return None
     from models.predictor import LoadedModel, NoOnnxModel
-    from training.data import NotEnoughData, snapshot
+    from training.data import NotEnoughData, snapshot, snapshot_digest
     from training.gate import error_rate
     from training.head import HeadUnavailable, head_estimate
 
     note = {"stamp": stamp, "served": promoted.version, "at": utcnow().isoformat()}
     try:
         frame = snapshot(context)
+        if promoted.metrics.get("kind") == run_db.HEAD and _trained_on(context, promoted) == snapshot_digest(frame):
+            # The same head again: float32 against float64 may flip one borderline image either way, and a
+            # "better" copy would be promoted, re-ranked, checked and copied again, for ever.
+            outcome = f"{promoted.version} is a head trained on today's labels already"
+            app_state.set_state(database, HEAD_CHECK_KEY, {**note, "outcome": outcome})
+            return None
         estimate = head_estimate(context, frame)
         valid = frame[frame["is_valid"]]
         # The web process never loads torch: a version without ONNX cannot be measured here.
@@ -426,6 +432,16 @@ def run_head_check(context: Context, policy: LoopPolicy) -> int | None:
     app_state.set_state(database, HEAD_CHECK_KEY, {**note, "outcome": outcome, "run_id": run_id})
     log.info("head check: %s", outcome)
     return run_id
+
+
+def _trained_on(context: Context, version: version_db.VersionRow) -> str | None:
+    """The snapshot digest (which images, labels and splits) a version was trained on, if it says."""
+    from models.registry import read_meta
+
+    try:
+        return (read_meta(context.settings.data_dir / version.path).get("data") or {}).get("snapshot")
+    except (OSError, ValueError):
+        return None
 
 
 def head_check_note(context: Context) -> dict:
