@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,8 +28,9 @@ from db import runs as run_db
 from labeling.imports.ingest import import_paths
 from labeling.ranking.scoring import fit_head
 from models.predictor import LoadedModel, Predictor
-from models.registry import read_meta
+from models.registry import read_meta, write_version
 from training.archive import build_archive
+from training.candidates import register_candidate
 from training.first_model import FIRST_MODEL_TRIGGER, WAITING_FOR_RANKING, first_model_note
 from training.head import head_data, head_estimate
 from training.launcher import queue_run, spawn_worker, wait_for_worker
@@ -161,23 +163,41 @@ def test_a_head_version_archives_as_the_graph_its_classes_and_a_card_whose_snipp
 
 
 def test_the_gate_keeps_a_fine_tune_that_errs_more_than_the_head(head_dir, tmp_path):
-    """Tolerance 1 lets anything past the promoted version: only the head baseline can refuse it."""
+    """Tolerance 1 lets anything past the promoted version: only the head baseline can refuse it.
+
+    The candidate is a real version written by hand so that it errs for sure (v1's graph with its classes
+    listed the other way round), registered through the path every finished run takes.
+    """
     context = open_data_dir(copy_data_dir(head_dir, tmp_path / "data"))
     try:
-        run_id = queue_run(context, size=32, freeze_epochs=1, epochs=0, lr=1e-9, batch_size=8, tolerance=1.0)
-        run = wait_for_worker(context, run_id, spawn_worker(context, run_id))
-        assert run.status == "succeeded", run.error
-        gate = run.metrics["gate"]
+        run_id = queue_run(context, size=32, tolerance=1.0)  # only queued: no worker is started here
+        run_db.start_run(context.database, run_id, "cpu", 40)
+        source = context.settings.data_dir / "models" / "v1"
+
+        def backwards(folder):
+            for name in ("model.onnx", "meta.json"):
+                shutil.copy(source / name, folder / name)
+            (folder / "classes.json").write_text(json.dumps(list(reversed(read_meta(source)["classes"]))))
+            return {k: v for k, v in read_meta(source).items() if k != "version"} | {"kind": "finetune"}
+
+        version = f"v{run_id}"
+        path = write_version(context, version, backwards)
+        metrics = {"error_rate": 1.0, "valid_count": 11}
+        register_candidate(
+            context, run_id, version, path, metrics, run_db.get_run(context.database, run_id).params, "finetune"
+        )
+        gate = run_db.get_run(context.database, run_id).metrics["gate"]
         assert gate["kind"] == "finetune" and gate["baseline_error"] == head_estimate(context).error
-        assert gate["candidate_error"] > gate["baseline_error"]  # an untrained head on the body
+        assert gate["candidate_error"] > gate["baseline_error"]
         assert not gate["promote"] and "a fine-tune is served only when it errs no more than the head" in gate["reason"]
         assert version_db.promoted_version(context.database).version == "v1"
-        assert version_db.get_version(context.database, f"v{run_id}").metrics["kind"] == "finetune"
+        assert version_db.get_version(context.database, version).metrics["kind"] == "finetune"
+        assert run_db.get_run(context.database, run_id).status == "succeeded"
         # Admin's tables show every number the verdict rests on.
         from ui.admin_models import versions_table
         from ui.admin_training import runs_table
 
-        shown = versions_table(context).set_index("version").loc[f"v{run_id}"]
+        shown = versions_table(context).set_index("version").loc[version]
         assert (shown["kind"], shown["status"]) == ("finetune", "candidate")
         assert shown["at the gate"] == f"{gate['candidate_error']:.1%}"
         assert shown["promoted then"] == f"{gate['incumbent_error']:.1%}"
@@ -186,7 +206,7 @@ def test_the_gate_keeps_a_fine_tune_that_errs_more_than_the_head(head_dir, tmp_p
         assert runs.loc[run_id, "kind"] == "finetune" and runs.loc[run_id, "head baseline"] == shown["head baseline"]
         assert runs.loc[1, "kind"] == "head" and runs.loc[1, "head baseline"] == ""
         listed = run_cli(context.settings.data_dir, "versions").stdout
-        assert f"v{run_id}  finetune  candidate" in listed and "head baseline" in listed
+        assert f"{version}  finetune  candidate" in listed and "head baseline" in listed
         assert "v1  head      promoted" in listed
     finally:
         context.database.dispose()
