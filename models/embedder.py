@@ -303,10 +303,13 @@ class FileEmbedder:
         return [np.concatenate([run[k] for run in runs]) for k in range(len(names))]
 
 
+UNIT_EPSILON = 1e-12  # a zero vector stays zero instead of dividing by zero (models/head_onnx.py does the same)
+
+
 def _unit_vectors(output: np.ndarray) -> np.ndarray:
     """(N, D) float32 rows of unit length; a (N, D, h, w) feature map is averaged over h and w first."""
     vectors = (output.mean(axis=(2, 3)) if output.ndim == 4 else output).astype(np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), UNIT_EPSILON)
 
 
 def _fixed(dim) -> int | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-UNIT_EPSILON = 1e-12  # models/embedder.py _unit_vectors divides by max(norm, this)
+from models.embedder import UNIT_EPSILON  # _unit_vectors divides by max(norm, this); the graph must too
 
 
 @dataclass(frozen=True)

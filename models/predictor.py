@@ -15,7 +15,7 @@ from PIL import Image
 from errors import Conflict
 from models.onnx_cpu import cpu_session, release_free_memory
 from models.preprocess import prepare
-from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, read_meta
+from models.registry import CLASSES_FILE, FASTAI_FILE, ONNX_FILE, model_inputs, read_meta
 
 
 class NoModelYet(Conflict):
@@ -60,9 +60,7 @@ class LoadedModel:
         self.mean, self.std = meta["mean"], meta["std"]
         # What the graph takes: one image per input, each prepared at its own size (a head version has one
         # input per encoder of the ranking's features; a fine-tuned network has one, "x").
-        self.inputs: list[dict] = meta.get("inputs") or [
-            {"name": "x", "size": self.size, "mean": self.mean, "std": self.std}
-        ]
+        self.inputs: list[dict] = model_inputs(meta)
         self.backend = "onnx" if meta.get("onnx") and (folder / ONNX_FILE).exists() else "torch"
         if self.backend == "torch" and (onnx_only or len(self.inputs) > 1):
             raise NoOnnxModel(

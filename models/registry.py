@@ -60,6 +60,14 @@ def read_meta(path: Path) -> dict:
     return json.loads((Path(path) / META_FILE).read_text())
 
 
+def model_inputs(meta: dict) -> list[dict]:
+    """A version's graph inputs, [{"name", "size", "mean", "std"}]: a head's one per encoder (meta "inputs"),
+    else a fine-tuned network's one image, "x"."""
+    return meta.get("inputs") or [
+        {"name": "x", "size": meta.get("size"), "mean": meta.get("mean"), "std": meta.get("std")}
+    ]
+
+
 def prune_versions(context: Context, keep: int = KEEP_VERSIONS) -> list[str]:
     """Remove the folders of all but the newest `keep` versions, never the promoted one."""
     removed = []

@@ -24,7 +24,7 @@ from db import model_versions as version_db
 from db import runs as run_db
 from db.schema import as_utc
 from errors import Conflict, LoupeError, NotFound
-from models.registry import CLASSES_FILE, FASTAI_FILE, META_FILE, ONNX_FILE, read_meta
+from models.registry import CLASSES_FILE, FASTAI_FILE, META_FILE, ONNX_FILE, model_inputs, read_meta
 from models.specs import HALF_STATS
 from training.charts import confusion_matrix
 from training.evaluate import per_class_metrics
@@ -229,17 +229,10 @@ def _about(row: version_db.VersionRow, meta: dict, run: run_db.RunRow | None) ->
         f"| training run | {_run_line(run)} |",
         f"| architecture | {_architecture(meta)} |",
         f"| trained on | {_md(meta.get('device', 'not recorded'))} |",
-        *(f"| input | {_input_line(given)} |" for given in _inputs(meta)),
+        *(f"| input | {_input_line(given)} |" for given in model_inputs(meta)),
         "| output | `logits`: `(batch, classes)`, in the order of `classes.json`; softmax gives probabilities |",
     ]
     return "\n".join(lines)
-
-
-def _inputs(meta: dict) -> list[dict]:
-    """The graph's inputs: a head's one per encoder, else the network's `x`."""
-    return meta.get("inputs") or [
-        {"name": "x", "size": meta.get("size"), "mean": meta.get("mean"), "std": meta.get("std")}
-    ]
 
 
 def _input_line(given: dict) -> str:
@@ -384,7 +377,7 @@ def _gate(row: version_db.VersionRow, run: run_db.RunRow | None) -> str:
 
 
 def _usage(meta: dict) -> str:
-    inputs = [(given["name"], given["size"], given["mean"], given["std"]) for given in _inputs(meta)]
+    inputs = [(given["name"], given["size"], given["mean"], given["std"]) for given in model_inputs(meta)]
     feeds = "{name: prepared(image, size, mean, std) for name, size, mean, std in INPUTS}"
     code = f'''## How to use it
 

@@ -27,8 +27,8 @@ from training.data import snapshot
 # images one point is 3.5 images: bench/loop.py saw a retrain on 50 cleaned labels come out 1.1 points
 # "worse" (23.5% against 22.4%) — run-to-run noise, not a worse model; two points lets such runs through.
 DEFAULT_TOLERANCE = 0.02
-log = logging.getLogger(__name__)
 BATCH = 64
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

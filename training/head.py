@@ -22,16 +22,16 @@ import pandas as pd
 from PIL import Image
 
 from context import Context
-from db import embeddings as embedding_db
 from db import runs as run_db
 from errors import LoupeError
 from labeling.ranking.scoring import (
-    EMBED_BATCH,
     HEAD_C,
+    ensure_embeddings,
     feature_embedders,
     fit_head,
     load_keyed_features,
     scorer_keys,
+    standardised_head_features,
     wanted_scorer,
 )
 from models.embedder import Embedder, FileEmbedder
@@ -57,49 +57,32 @@ class HeadData:
     mean: np.ndarray
     std: np.ndarray
     embedders: list
-    embedded_now: int  # images that had no cached embedding yet: embedded (and cached) for this fit
+    embedded_now: int  # active images that had no cached embedding yet: embedded (and cached) for this fit
 
 
 def snapshot_embeddings(
     context: Context, frame: pd.DataFrame, keys: list[str], embedders: list | None, need_cache: bool = False
 ) -> tuple[np.ndarray, int]:
-    """The frame's images' embeddings under keys side by side, in its order: cached where cached, else computed
-    now and cached (the quick loop then finds them done; whoever stores an image's row first keeps it).
+    """The frame's images' embeddings under keys side by side, in its order.
 
-    embedders (built when None and needed) compute them. need_cache: HeadUnavailable when no image is
-    cached at all (no ranking ran: embedding everything is the ranking's work, not the gate's).
-    Returns the matrix and how many images had to be embedded.
+    Images without one are embedded and cached first, as the quick loop does (scoring.ensure_embeddings;
+    whoever stores an image's row first keeps it). embedders (built when None and needed) compute them.
+    need_cache: HeadUnavailable when no image is cached at all (no ranking ran: embedding everything is the
+    ranking's work, not the gate's). Returns the matrix and how many images had to be embedded.
     """
     images, cached = load_keyed_features(context, keys)
     row_of = {image.image_id: row for row, image in enumerate(images)}
     ids = frame["image_id"].tolist()
-    missing = [i for i, image_id in enumerate(ids) if image_id not in row_of]
-    if need_cache and len(missing) == len(ids):
+    missing = sum(image_id not in row_of for image_id in ids)
+    if need_cache and missing == len(ids):
         raise HeadUnavailable("no ranking has embedded these images yet, so there is no head to compare with")
-    blocks = []
+    embedded = 0
     if missing:
-        embedders = embedders if embedders is not None else feature_embedders(context)
-        paths, missing_ids = frame["path"].to_numpy()[missing], [ids[i] for i in missing]
-        for start in range(0, len(paths), EMBED_BATCH):
-            batch = []
-            for path in paths[start : start + EMBED_BATCH]:
-                with Image.open(path) as image:
-                    image.load()
-                    batch.append(image)
-            vectors = [embedder.embed(batch) for embedder in embedders]
-            for embedder, block in zip(embedders, vectors, strict=True):
-                embedding_db.store_embeddings(
-                    context.database, embedder.key, missing_ids[start : start + EMBED_BATCH], block
-                )
-            blocks.append(np.hstack(vectors))
-    width = cached.shape[1] if len(images) else blocks[0].shape[1]
-    matrix = np.zeros((len(ids), width), dtype=np.float32)
-    present = [i for i, image_id in enumerate(ids) if image_id in row_of]
-    if present:
-        matrix[present] = cached[[row_of[ids[i]] for i in present]]
-    if missing:
-        matrix[missing] = np.vstack(blocks)
-    return matrix, len(missing)
+        for embedder in embedders if embedders is not None else feature_embedders(context):
+            embedded = max(embedded, ensure_embeddings(context, embedder))
+        images, cached = load_keyed_features(context, keys)
+        row_of = {image.image_id: row for row, image in enumerate(images)}
+    return cached[[row_of[image_id] for image_id in ids]], embedded
 
 
 def head_data(
@@ -113,10 +96,9 @@ def head_data(
     embedders = feature_embedders(context) if with_embedders else None
     keys = [embedder.key for embedder in embedders] if embedders else scorer_keys(wanted_scorer(context))
     raw, embedded_now = snapshot_embeddings(context, frame, keys, embedders, need_cache)
-    rooted = np.sign(raw) * np.sqrt(np.abs(raw))
     # Standardised over the snapshot's images, both splits: no label takes part, so nothing leaks.
-    mean, std = rooted.mean(axis=0), np.maximum(rooted.std(axis=0), 1e-6)
-    return HeadData(frame, (rooted - mean) / std, mean, std, embedders or [], embedded_now)
+    features, mean, std = standardised_head_features(raw)
+    return HeadData(frame, features, mean, std, embedders or [], embedded_now)
 
 
 def _split(data: HeadData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

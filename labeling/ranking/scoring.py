@@ -49,8 +49,14 @@ def head_features(embeddings: np.ndarray) -> np.ndarray:
     activations; its signed form leaves an operator's encoder with negative features (CLIP, DINOv2)
     its sign. Labels play no part, so nothing leaks between folds.
     """
+    return standardised_head_features(embeddings)[0]
+
+
+def standardised_head_features(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """head_features with the per-feature mean and std it used (of the signed roots), for a served head."""
     rooted = np.sign(embeddings) * np.sqrt(np.abs(embeddings))
-    return (rooted - rooted.mean(axis=0)) / np.maximum(rooted.std(axis=0), 1e-6)
+    mean, std = rooted.mean(axis=0), np.maximum(rooted.std(axis=0), 1e-6)
+    return (rooted - mean) / std, mean, std
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, seed: int = 0):
