@@ -124,7 +124,9 @@ def test_cancel_stops_a_run_without_a_new_version(trained_dir, tmp_path):
     process = spawn_worker(context, run_id)
 
     def cancel_after_first_batch(run):
-        if run and run.progress.get("batch"):
+        # Any report from the training phases: an epoch's closing report says batch 0, and on an idle machine
+        # a tiny epoch can end between two polls, so waiting for a report with batch > 0 could miss them all.
+        if run and run.progress.get("phase") in ("frozen", "unfrozen"):
             run_db.request_cancel(context.database, run_id)
 
     run = wait_for_worker(context, run_id, process, on_progress=cancel_after_first_batch, poll_s=0.2)
